@@ -1,0 +1,219 @@
+"""Architecture files: what a found network is, saved as YAML and rebuilt as an ``nn.Module``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from nas._space import Primitive, make_space
+
+SCHEMA_VERSION = 1
+_REQUIRED = ("schema_version", "space", "genotype", "resolution", "num_classes")
+
+
+class ArchFileError(ValueError):
+    """An architecture file that cannot be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A found architecture: the space, its options, the genotype, resolution and classes.
+
+    Example:
+        >>> import nas
+        >>> arch = nas.make_space("mbconv", resolution=32).arch(
+        ...     nas.make_space("mbconv", resolution=32).random_genotype(0), num_classes=10)
+        >>> nas.build_model(arch)(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
+
+    space: str
+    genotype: dict[str, Primitive]
+    resolution: int
+    num_classes: int
+    space_options: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (the YAML file's content)."""
+        d = asdict(self)
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "architecture") -> Arch:
+        """Validate a mapping (for example a loaded YAML file) and build the record."""
+        if not isinstance(data, Mapping):
+            raise ArchFileError(f"{source}: expected a mapping, got {type(data).__name__}")
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise ArchFileError(f"{source}: missing key {missing[0]!r}")
+        known = {*_REQUIRED, "space_options", "metrics"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ArchFileError(f"{source}: unknown key {unknown[0]!r}")
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise ArchFileError(
+                f"{source}: schema_version {data['schema_version']!r} is not supported "
+                f"(this nas reads version {SCHEMA_VERSION})"
+            )
+        for key in ("resolution", "num_classes"):
+            if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1:
+                raise ArchFileError(
+                    f"{source}: {key} must be a positive integer, got {data[key]!r}"
+                )
+        for key in ("genotype", "space_options", "metrics"):
+            if not isinstance(data.get(key, {}), Mapping):
+                raise ArchFileError(f"{source}: {key} must be a mapping")
+        if not isinstance(data["space"], str):
+            raise ArchFileError(f"{source}: space must be a string, got {data['space']!r}")
+        return cls(
+            space=data["space"],
+            genotype=dict(data["genotype"]),
+            resolution=data["resolution"],
+            num_classes=data["num_classes"],
+            space_options=dict(data.get("space_options") or {}),
+            metrics=dict(data.get("metrics") or {}),
+        )
+
+    def make_space(self):
+        """The search space this architecture belongs to."""
+        return make_space(self.space, **self.space_options)
+
+    def build(self) -> nn.Module:
+        """Build the network (freshly initialised)."""
+        space = self.make_space()
+        genotype = space.validate(self.genotype)
+        return space.build(genotype, num_classes=self.num_classes)
+
+
+def load_arch(path: str | os.PathLike[str]) -> Arch:
+    """Read an architecture file with YAML's safe loader.
+
+    Raises:
+        ArchFileError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ArchFileError(f"{path}: no such architecture file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise ArchFileError(f"{path}: cannot read architecture file ({err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ArchFileError(f"{path}: not valid YAML ({first})") from None
+    try:
+        return Arch.from_dict(data, source=str(path))
+    except ArchFileError:
+        raise
+    except ValueError as err:
+        raise ArchFileError(f"{path}: {err}") from None
+
+
+def save_arch(arch: Arch, path: str | os.PathLike[str]) -> Path:
+    """Write an architecture file atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(arch.to_dict(), sort_keys=False))
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def as_arch(arch: Arch | Mapping[str, Any] | str | os.PathLike[str]) -> Arch:
+    """Accept an :class:`Arch`, a mapping or a path to an architecture file."""
+    if isinstance(arch, Arch):
+        return arch
+    if isinstance(arch, Mapping):
+        try:
+            return Arch.from_dict(arch)
+        except ArchFileError:
+            raise
+        except ValueError as err:
+            raise ArchFileError(f"architecture: {err}") from None
+    if isinstance(arch, str | os.PathLike):
+        return load_arch(arch)
+    raise TypeError(f"arch must be an Arch, a mapping or a path, got {type(arch).__name__}")
+
+
+def build_model(arch: Arch | Mapping[str, Any] | str | os.PathLike[str]) -> nn.Module:
+    """Build the ``torch.nn.Module`` of an architecture (file path, mapping or :class:`Arch`).
+
+    Example:
+        >>> import nas
+        >>> model = nas.build_model({"schema_version": 1, "space": "mbconv",
+        ...     "space_options": {"resolution": 32},
+        ...     "genotype": nas.make_space("mbconv", resolution=32).random_genotype(1),
+        ...     "resolution": 32, "num_classes": 10})
+        >>> model(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    record = as_arch(arch)
+    try:
+        return record.build()
+    except ArchFileError:
+        raise
+    except ValueError as err:
+        where = str(arch) if isinstance(arch, str | os.PathLike) else "architecture"
+        raise ArchFileError(f"{where}: {err}") from None
+
+
+def load_model(
+    path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None
+) -> nn.Module:
+    """Build an architecture file's module and, if given, load a saved ``state_dict``.
+
+    Weights are read with ``torch.load(..., weights_only=True)``, which refuses pickled code.
+
+    Example:
+        >>> import nas, tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> space = nas.make_space("mbconv", resolution=32)
+        >>> p = nas.save_arch(space.arch(space.random_genotype(0), num_classes=10), f"{d}/a.yaml")
+        >>> torch.save(nas.build_model(p).state_dict(), f"{d}/w.pt")
+        >>> isinstance(nas.load_model(p, weights=f"{d}/w.pt"), torch.nn.Module)
+        True
+    """
+    model = build_model(path)
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ArchFileError(f"{weights}: no such weights file") from None
+        except Exception as err:  # pickle errors come in many types
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ArchFileError(
+                f"{weights}: refused or unreadable weights file ({first})"
+            ) from None
+        if not isinstance(state, Mapping):
+            raise ArchFileError(f"{weights}: expected a state_dict, got {type(state).__name__}")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise ArchFileError(f"{weights}: does not fit {path} ({first})") from None
+    return model
