@@ -16,6 +16,7 @@ from __future__ import annotations
 from nas._arch import Arch, ArchFileError, build_model, load_arch, load_model, save_arch
 from nas._googlenet import GoogLeNet, googlenet
 from nas._mbconvnet import EFFICIENTNET_TABLE, MBConvNet, StageConfig, efficientnet
+from nas._profile import Profile, profile
 from nas._space import (
     Choice,
     SearchSpace,
@@ -32,6 +33,7 @@ __all__ = [
     "Choice",
     "GoogLeNet",
     "MBConvNet",
+    "Profile",
     "SearchSpace",
     "StageConfig",
     "available_spaces",
@@ -42,6 +44,7 @@ __all__ = [
     "load_arch",
     "load_model",
     "make_space",
+    "profile",
     "register_space",
     "save_arch",
 ]
