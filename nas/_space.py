@@ -10,6 +10,7 @@ space needs no change to ``nas/``.
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 import random
 from abc import ABC, abstractmethod
@@ -153,6 +154,14 @@ class SearchSpace(ABC):
             num_classes=num_classes,
             space_options=self.options(),
         )
+
+    def identity(self, genotype: Mapping[str, Primitive]) -> str:
+        """A key equal for genotypes that build the same network (the genotype by default).
+
+        Spaces whose rounding makes several genotypes build one network override this, so the
+        search evaluates that network once.
+        """
+        return json.dumps(dict(genotype), sort_keys=True, separators=(",", ":"))
 
     def describe(self, genotype: Mapping[str, Primitive]) -> str:
         """A compact one-line string of a genotype (for tables and logs)."""

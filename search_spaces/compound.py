@@ -219,6 +219,11 @@ class CompoundSpace(SearchSpace):
     def build(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> nn.Module:
         return self.member(genotype, num_classes=num_classes).build()
 
+    def identity(self, genotype: Mapping[str, Primitive]) -> str:
+        """Points that round to the same network share one identity (and one evaluation)."""
+        member = self.member(genotype, num_classes=1)
+        return member.make_space().identity(member.genotype)
+
     def describe(self, genotype: Mapping[str, Primitive]) -> str:
         p = self.point(genotype)
         return f"alpha={p.alpha:g} beta={p.beta:g} gamma={p.gamma:g}"

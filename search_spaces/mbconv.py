@@ -16,7 +16,9 @@ Known points (see ``tests/test_spaces.py``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from torch import nn
@@ -169,6 +171,22 @@ class MBConvSpace(SearchSpace):
             activation=str(act),
             dropout=o["dropout"],
             stochastic_depth=o["stochastic_depth"],
+        )
+
+    def identity(self, genotype: Mapping[str, Primitive]) -> str:
+        """The built network: rounded stage table, stem/head widths, activation, resolution."""
+        o = self._options
+        return json.dumps(
+            {
+                "stages": [asdict(s) for s in self.stage_configs(genotype)],
+                "stem": round_channels(o["stem_channels"], o["width_mult"]),
+                "head": round_channels(o["head_channels"], o["width_mult"]),
+                "act": genotype.get("act", o["activation"]),
+                "resolution": self.resolution_of(genotype),
+                "dropout": o["dropout"],
+                "stochastic_depth": o["stochastic_depth"],
+            },
+            sort_keys=True,
         )
 
     def describe(self, genotype: Mapping[str, Primitive]) -> str:

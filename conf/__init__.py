@@ -1,0 +1,1 @@
+"""Hydra configs of nas (a package so that they are found once nas is installed)."""

@@ -1,0 +1,151 @@
+"""``python -m nas SUBCOMMAND``: search (a Hydra app), show, export, dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+USAGE = """usage: python -m nas SUBCOMMAND [ARGS]
+
+subcommands:
+  search [conf=PRESET] [HYDRA OVERRIDES]   run a search (presets: conf/conf/*.yaml; --help for Hydra's help)
+  show RUN_DIR | ARCH.yaml                  print a run's Pareto front, or an architecture
+  export ARCH.yaml --format torchscript|onnx [--weights W] [--output FILE]
+                                            write a deployable model file
+  dashboard RUN_DIR | STORAGE_URL           start optuna-dashboard on a study (pip install 'nas[dashboard]')
+"""
+
+
+def _fail(command: str, err: BaseException, code: int = 2) -> int:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    print(f"nas {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _search(argv: Sequence[str]) -> int:
+    import hydra
+    from omegaconf import DictConfig
+
+    from nas._config import CONF_DIR
+
+    status = {"code": 0}
+
+    def task(cfg: DictConfig) -> None:
+        status["code"] = run_task(cfg)
+
+    sys.argv = ["python -m nas search", *argv]
+    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(task)()
+    return status["code"]
+
+
+def run_task(cfg) -> int:  # noqa: ANN001 - a DictConfig
+    """Run one Hydra job (a search or, with ``scaling`` set, the compound-scaling procedure)."""
+    from rich.console import Console
+
+    from nas._report import front_table
+
+    console = Console()
+    try:
+        if cfg.get("scaling"):
+            from nas._scaling import run_scaling
+
+            outcome = run_scaling(cfg)
+            interrupted = outcome.interrupted
+        else:
+            from nas._search import run_search
+
+            result = run_search(cfg)
+            interrupted = result.interrupted
+            res = result.results
+            console.print(front_table(res.front, title=f"Pareto front of {cfg.search.study_name}"))
+            counts = {}
+            for row in res.rows:
+                counts[row.state] = counts.get(row.state, 0) + 1
+            console.print(
+                f"{len(res.rows)} trials {counts}; hypervolume {res.hypervolume:.4g} "
+                f"(reference latency {res.reference_latency_ms:.3f} ms); results in {result.run_dir}"
+            )
+    except (ValueError, OSError) as err:
+        return _fail("search", err)
+    if interrupted:
+        print("nas search: interrupted; finished trials are saved and results written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _show(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas show")
+    parser.add_argument("path", help="a run directory or an architecture file")
+    args = parser.parse_args(argv)
+    path = Path(args.path)
+    try:
+        if path.is_dir():
+            from nas._show import show_run
+
+            show_run(path)
+        else:
+            from nas._export import describe_arch
+
+            print(describe_arch(path))
+    except (ValueError, OSError) as err:
+        return _fail("show", err)
+    return 0
+
+
+def _export(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas export")
+    parser.add_argument("arch", help="architecture file (YAML)")
+    parser.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    parser.add_argument("--weights", default=None, help="state_dict saved with torch.save")
+    parser.add_argument("--output", default=None, help="output file (default: next to the arch file)")
+    args = parser.parse_args(argv)
+    try:
+        from nas._export import export_model
+
+        out = export_model(args.arch, format=args.format, output=args.output, weights=args.weights)
+    except (ValueError, OSError) as err:
+        return _fail("export", err)
+    print(f"wrote {out}")
+    return 0
+
+
+def _dashboard(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas dashboard")
+    parser.add_argument("target", help="a run directory (its study.journal) or an Optuna storage URL")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    try:
+        from nas._show import storage_of
+
+        storage = storage_of(args.target)
+        try:
+            from optuna_dashboard import run_server
+        except ImportError:
+            raise ValueError("optuna-dashboard is not installed: pip install 'nas[dashboard]'") from None
+    except (ValueError, OSError) as err:
+        return _fail("dashboard", err)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops)")
+    run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+COMMANDS = {"search": _search, "show": _show, "export": _export, "dashboard": _dashboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"nas: error: unknown subcommand {command!r}\n{USAGE}", file=sys.stderr, end="")
+        return 2
+    return COMMANDS[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,541 @@
+"""The search: an Optuna study over a space, each trial measured on both objectives.
+
+Per trial (DESIGN.md's data flow): sample a genotype; reuse the result of an identical genotype
+evaluated before in the study; build; check params/MACs constraints (infeasible trials cost a
+profile only); measure latency; check the latency constraint; train the proxy with a hook that
+stops dominated trials; record everything as user attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import FrozenTrial, TrialState
+
+from nas._config import (
+    ConfigError,
+    EarlyStopConfig,
+    call_with_options,
+    check_options,
+    to_dict,
+)
+from nas._profile import profile
+from nas._space import Genotype, SearchSpace, make_space
+
+ACCURACY = "accuracy"
+LATENCY = "latency_ms"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _space_from(options: Mapping[str, Any]) -> SearchSpace:
+    options = dict(options)
+    name = options.pop("name", None)
+    if not name:
+        raise ConfigError("space.name is missing (the space module in search_spaces/)")
+    try:
+        return make_space(name, **options)
+    except ValueError as err:
+        raise ConfigError(f"space: {err}") from None
+
+
+def make_space_from_config(cfg: DictConfig | Mapping[str, Any]) -> SearchSpace:
+    """The search space of a composed config's ``space`` group."""
+    return _space_from(to_dict(cfg))
+
+
+def _constraint_values(user_attrs: Mapping[str, Any]) -> list[float]:
+    return list(user_attrs.get("constraints", [0.0, 0.0, 0.0]))
+
+
+def constraints_of(trial: FrozenTrial) -> list[float]:
+    """Optuna constraints function: values <= 0 are satisfied."""
+    return _constraint_values(trial.user_attrs)
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    return all(c <= 0 for c in constraints_of(trial))
+
+
+def make_sampler(
+    options: Mapping[str, Any], *, space: SearchSpace, seed: int, constrained: bool
+) -> optuna.samplers.BaseSampler:
+    """Optuna sampler from the ``sampler`` group (nsga2, tpe, nsga3, random, grid)."""
+    options = dict(options)
+    name = options.pop("name", None)
+    cf = {"constraints_func": constraints_of} if constrained else {}
+    factories: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "tpe": optuna.samplers.TPESampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    if name == "grid":
+        return call_with_options(
+            optuna.samplers.GridSampler, options, group="sampler", search_space=space.grid(), seed=seed
+        )
+    if name not in factories:
+        raise ConfigError(
+            f"sampler.name {name!r} is not known; choose from {[*factories, 'grid']}"
+        )
+    extra: dict[str, Any] = {"seed": seed}
+    if name != "random":
+        extra.update(cf)
+    return call_with_options(factories[name], options, group="sampler", **extra)
+
+
+class DominanceStopper:
+    """Early stopping of dominated trials for multi-objective studies.
+
+    Optuna refuses ``trial.report`` in multi-objective studies, so its pruners cannot help. At
+    epoch k a trial is stopped when enough finished trials that are at least as fast were
+    clearly more accurate at the same epoch k (their recorded accuracy curves).
+    """
+
+    def __init__(self, cfg: EarlyStopConfig) -> None:
+        self.cfg = cfg
+
+    def hook(
+        self, trial: optuna.Trial, latency_ms: float
+    ) -> Callable[[int, float], bool] | None:
+        cfg = self.cfg
+        if not cfg.enabled:
+            return None
+        finished = [
+            t
+            for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("curve") and is_feasible(t) and LATENCY in t.user_attrs
+        ]
+        if len(finished) < cfg.min_finished:
+            return None
+        faster = [t for t in finished if t.user_attrs[LATENCY] <= latency_ms]
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            if epoch < cfg.min_epoch:
+                return False
+            better = [
+                t.number
+                for t in faster
+                if len(t.user_attrs["curve"]) >= epoch
+                and t.user_attrs["curve"][epoch - 1] >= accuracy + cfg.margin
+            ]
+            if len(better) >= cfg.min_dominators:
+                trial.set_user_attr(
+                    "pruned",
+                    f"dominated at epoch {epoch}: accuracy {accuracy:.4f} below trials "
+                    f"{better[:5]} at equal or lower latency",
+                )
+                return True
+            return False
+
+        return on_epoch
+
+
+@dataclass
+class Objective:
+    """The per-trial evaluation; see the module docstring for the order of the steps."""
+
+    space: SearchSpace
+    data_options: dict[str, Any]
+    evaluator: Callable[..., Any]
+    latency_options: dict[str, Any]
+    num_classes: int
+    device: str = "cpu"
+    objective: str = "pareto"
+    constraints: dict[str, float | None] = field(default_factory=dict)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    mnas_target_ms: float = 5.0
+    mnas_w: float = -0.07
+
+    def __post_init__(self) -> None:
+        self._stopper = DominanceStopper(self.early_stop)
+
+    def data_for(self, resolution: int) -> Any:
+        from nas._data import load_data
+
+        return call_with_options(load_data, self.data_options, group="data", resolution=resolution)
+
+    def _values(self, accuracy: float, latency_ms: float) -> float | tuple[float, float]:
+        if self.objective == "mnas":
+            return mnas_reward(accuracy, latency_ms, self.mnas_target_ms, self.mnas_w)
+        return accuracy, latency_ms
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        try:
+            return self._evaluate(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            trial.set_user_attr("failure", f"{type(err).__name__}: {first}"[:500])
+            raise
+
+    def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        start = time.perf_counter()
+        genotype: Genotype = self.space.sample(trial)
+        key = self.space.identity(genotype)
+        trial.set_user_attr("genotype", genotype)
+        trial.set_user_attr("genotype_key", key)
+        previous = self._previous(trial, key)
+        if previous is not None:
+            return self._reuse(trial, previous)
+
+        arch = self.space.arch(genotype, num_classes=self.num_classes)
+        model = self.space.build(genotype, num_classes=self.num_classes)
+        prof = profile(model, resolution=arch.resolution)
+        trial.set_user_attr("arch", self.space.describe(genotype))
+        trial.set_user_attr("resolution", arch.resolution)
+        trial.set_user_attr("params", prof.params)
+        trial.set_user_attr("macs", prof.macs)
+        trial.set_user_attr("conv_linear_macs", prof.conv_linear_macs)
+        t_profile = time.perf_counter()
+
+        c = self.constraints
+        over = [
+            ("params", prof.params, c.get("max_params")),
+            ("macs", prof.macs, c.get("max_macs")),
+        ]
+        cons = [0.0, _excess(prof.params, c.get("max_params")), _excess(prof.macs, c.get("max_macs"))]
+        violated = [f"{name} {value:,} > {limit:,}" for name, value, limit in over if limit and value > limit]
+        if violated:
+            trial.set_user_attr("constraints", cons)
+            trial.set_user_attr("infeasible", "; ".join(violated))
+            trial.set_user_attr(ACCURACY, 0.0)
+            trial.set_user_attr(LATENCY, math.inf)
+            trial.set_user_attr("seconds", {"total": time.perf_counter() - start})
+            return self._values(0.0, math.inf)
+
+        from nas._latency import measure_latency
+
+        lat = call_with_options(
+            measure_latency, self.latency_options, group="latency", model=model, resolution=arch.resolution
+        )
+        t_latency = time.perf_counter()
+        trial.set_user_attr("latency", lat.to_dict())
+        trial.set_user_attr(LATENCY, lat.median_ms)
+        cons[0] = _excess(lat.median_ms, c.get("max_latency_ms"))
+        trial.set_user_attr("constraints", cons)
+        if cons[0] > 0:
+            trial.set_user_attr(
+                "infeasible", f"latency {lat.median_ms:.3f} ms > {c['max_latency_ms']} ms"
+            )
+            trial.set_user_attr(ACCURACY, 0.0)
+            trial.set_user_attr(
+                "seconds", {"profile": t_profile - start, "latency": t_latency - t_profile,
+                            "total": time.perf_counter() - start},
+            )
+            return self._values(0.0, lat.median_ms)
+
+        data = self.data_for(arch.resolution)
+        hook = self._hook(trial, lat.median_ms)
+        result = self.evaluator(model, data, device=self.device, on_epoch=hook)
+        end = time.perf_counter()
+        trial.set_user_attr(ACCURACY, result.accuracy)
+        trial.set_user_attr("curve", list(result.curve))
+        trial.set_user_attr("evaluator", result.evaluator)
+        trial.set_user_attr(
+            "seconds",
+            {
+                "profile": t_profile - start,
+                "latency": t_latency - t_profile,
+                "train": result.seconds,
+                "total": end - start,
+            },
+        )
+        if result.stopped:
+            raise optuna.TrialPruned(trial.user_attrs.get("pruned", "stopped early"))
+        return self._values(result.accuracy, lat.median_ms)
+
+    def _hook(self, trial: optuna.Trial, latency_ms: float) -> Callable[[int, float], bool] | None:
+        if self.objective != "mnas":
+            return self._stopper.hook(trial, latency_ms)
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            trial.report(mnas_reward(accuracy, latency_ms, self.mnas_target_ms, self.mnas_w), epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned", f"pruned by the study's pruner at epoch {epoch}")
+                return True
+            return False
+
+        return on_epoch
+
+    @staticmethod
+    def _previous(trial: optuna.Trial, key: str) -> FrozenTrial | None:
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if t.number != trial.number and t.user_attrs.get("genotype_key") == key:
+                return t
+        return None
+
+    def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, float]:
+        """Copy a previous identical trial's record instead of evaluating again."""
+        origin = previous.user_attrs.get("duplicate_of", previous.number)
+        for name, value in previous.user_attrs.items():
+            if name not in ("genotype", "genotype_key", "duplicate_of"):
+                trial.set_user_attr(name, value)
+        trial.set_user_attr("duplicate_of", origin)
+        if previous.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"same genotype as pruned trial {origin}")
+        return self._values(previous.user_attrs[ACCURACY], previous.user_attrs[LATENCY])
+
+
+def _excess(value: float, limit: float | None) -> float:
+    """Constraint value for Optuna: <= 0 when satisfied (relative excess otherwise)."""
+    if limit is None:
+        return 0.0
+    return (value - limit) / max(abs(limit), 1e-12)
+
+
+def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) -> float:
+    """MnasNet's reward ACC·(LAT/T)^w (Tan et al. 2019, eq. 2 with a soft constraint)."""
+    if not math.isfinite(latency_ms) or latency_ms <= 0:
+        return 0.0
+    return accuracy * (latency_ms / target_ms) ** w
+
+
+def _redact(url: str) -> str:
+    """A storage URL with its password hidden (for messages and files)."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def make_storage(
+    url: str | None,
+    *,
+    run_dir: Path,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+) -> optuna.storages.BaseStorage | None:
+    """Optuna storage for ``storage.url``.
+
+    ``None`` is the embedded default, Optuna's journal file ``study.journal`` in the run
+    directory: measured here it costs far less per trial than SQLite (see
+    ``experiments/storage_overhead``) and is safe for several processes on one machine. A path
+    is a journal file elsewhere; ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs use
+    Optuna's RDB storage (with heartbeats when ``heartbeat_interval`` is set); ``:memory:``
+    keeps the study in memory.
+    """
+    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    if url == ":memory:":
+        return None
+    if url is None or "://" not in url:
+        path = Path(url) if url else run_dir / "study.journal"
+        if url and not path.parent.is_dir():
+            raise ConfigError(f"storage.url: folder {path.parent} of journal file {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise ConfigError(f"storage.url: cannot open journal file {path} ({err.strerror})") from None
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
+        raise ConfigError(
+            f"storage.url: unsupported scheme {scheme!r} in {_redact(url)}; use a journal file path, "
+            "sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB or :memory:"
+        )
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs.update(
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
+        )
+    try:
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(scheme), **kwargs)
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"storage.url: the {scheme} driver is not installed ({err.name}); "
+            "pip install 'nas[postgres]'"
+        ) from None
+    except Exception as err:  # SQLAlchemy raises many types for unreachable servers
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"storage.url: cannot open {_redact(url)} ({first})") from None
+
+
+def _engine_kwargs(scheme: str) -> dict[str, Any]:
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}
+
+
+@dataclass
+class SearchResult:
+    """What :func:`run_search` returns: the study, its results and where they were written."""
+
+    study: optuna.Study
+    run_dir: Path
+    results: Any
+    interrupted: bool = False
+
+
+class _Progress:
+    """tqdm bar over the trial budget, showing the current best trade-offs."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=done, unit="trial", disable=not enabled, dynamic_ncols=True)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from nas._report import pareto_front, rows_of
+
+        front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
+        if front:
+            best = max(front, key=lambda r: r.accuracy or 0.0)
+            fast = front[0]
+            self.bar.set_postfix_str(
+                f"front={len(front)} best={100 * (best.accuracy or 0):.1f}%@{best.latency_ms:.2f}ms "
+                f"fastest={fast.latency_ms:.2f}ms@{100 * (fast.accuracy or 0):.1f}%"
+            )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".nas-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"output directory {run_dir} is not writable ({err.strerror})") from None
+
+
+def open_study(
+    cfg: DictConfig, *, run_dir: Path, space: SearchSpace, num_classes: int
+) -> optuna.Study:
+    """Create the study, or load it when ``search.study_name`` exists in the storage."""
+    s = cfg.search
+    if s.objective not in ("pareto", "mnas"):
+        raise ConfigError(f"search.objective must be 'pareto' or 'mnas', got {s.objective!r}")
+    c = s.constraints
+    constrained = any(v is not None for v in (c.max_latency_ms, c.max_params, c.max_macs))
+    sampler = make_sampler(to_dict(cfg.sampler), space=space, seed=s.seed, constrained=constrained)
+    pruner: optuna.pruners.BasePruner | None = None
+    if s.objective == "mnas":
+        pruners = {"median": optuna.pruners.MedianPruner(n_startup_trials=4),
+                   "none": optuna.pruners.NopPruner()}
+        if s.mnas.pruner not in pruners:
+            raise ConfigError(f"search.mnas.pruner must be one of {list(pruners)}, got {s.mnas.pruner!r}")
+        pruner = pruners[s.mnas.pruner]
+    storage = make_storage(
+        cfg.storage.url, run_dir=run_dir, heartbeat_interval=cfg.storage.heartbeat_interval,
+        grace_period=cfg.storage.grace_period,
+    )
+    directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
+    study = optuna.create_study(
+        study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner,
+        directions=directions, load_if_exists=True,
+    )
+    existing = [d.name.lower() for d in study.directions]
+    if existing != directions:
+        raise ConfigError(
+            f"search.study_name {s.study_name!r} exists with directions {existing}, not {directions}; "
+            "choose another study_name"
+        )
+    identity = {"space": space.name, "space_options": space.options(), "num_classes": num_classes,
+                "objective": s.objective}
+    recorded = {k: study.user_attrs.get(k) for k in identity}
+    if all(v is None for v in recorded.values()):
+        for k, v in identity.items():
+            study.set_user_attr(k, json.loads(json.dumps(v)))
+    elif recorded != json.loads(json.dumps(identity)):
+        changed = next(k for k in identity if recorded[k] != json.loads(json.dumps(identity[k])))
+        raise ConfigError(
+            f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
+            "the same space and data, or choose another study_name"
+        )
+    return study
+
+
+def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchResult:
+    """Run (or resume) the search a composed config describes and write its results.
+
+    ``search.n_trials`` is the study's total budget: a resumed study runs only the trials it is
+    missing. Results files are (re)written at the end, also after Ctrl-C.
+
+    Example:
+        >>> from nas import compose, run_search
+        >>> cfg = compose(["conf=mbconv_pareto", "search.n_trials=2", "data=synthetic"])
+        >>> result = run_search(cfg, run_dir="/tmp/nas-doc-run")  # doctest: +SKIP
+    """
+    from nas._proxy import make_evaluator
+    from nas._report import write_results
+
+    run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
+    _check_writable(run_dir)
+    s = cfg.search
+    if s.n_trials < 1:
+        raise ConfigError(f"search.n_trials must be >= 1, got {s.n_trials}")
+    space = make_space_from_config(cfg.space)
+    data_options = to_dict(cfg.data)
+    objective = Objective(
+        space=space,
+        data_options=data_options,
+        evaluator=call_with_options(make_evaluator, to_dict(cfg.evaluator), group="evaluator"),
+        latency_options=to_dict(cfg.latency),
+        num_classes=0,
+        device=s.device,
+        objective=s.objective,
+        constraints=to_dict(s.constraints),
+        early_stop=EarlyStopConfig(**to_dict(s.early_stop)),
+        mnas_target_ms=s.mnas.target_ms,
+        mnas_w=s.mnas.w,
+    )
+    from nas._latency import measure_latency
+
+    check_options(measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution"))
+    objective.num_classes = objective.data_for(space.resolution).num_classes
+    study = open_study(cfg, run_dir=run_dir, space=space, num_classes=objective.num_classes)
+
+    from nas._logging import make_logger
+
+    logger = make_logger(to_dict(cfg.logger), run_dir=run_dir, config=to_dict(cfg), study_name=s.study_name)
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    progress = _Progress(s.n_trials, min(done, s.n_trials), s.progress)
+    interrupted = False
+    try:
+        if done < s.n_trials:
+            study.optimize(
+                objective,
+                n_trials=s.n_trials - done,
+                timeout=s.timeout,
+                catch=(Exception,),
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(s.n_trials, states=FINISHED),
+                    progress,
+                    logger.on_trial,
+                ],
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+        results = write_results(
+            study, space=space, num_classes=objective.num_classes, run_dir=run_dir,
+            plots=cfg.report.plots, hv_reference_latency_ms=cfg.report.hv_reference_latency_ms,
+            extra={"objective": s.objective, "sampler": cfg.sampler.name},
+        )
+        logger.on_results(study, results)
+        logger.finish()
+    return SearchResult(study=study, run_dir=run_dir, results=results, interrupted=interrupted)
+
+
+def _hydra_run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)

@@ -1,0 +1,50 @@
+"""Reading finished runs back: ``nas show RUN_DIR`` and the storage behind ``nas dashboard``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+
+def storage_of(target: str | Path) -> optuna.storages.BaseStorage | str:
+    """The Optuna storage of a run directory (its ``study.journal``) or a storage URL."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    text = str(target)
+    if "://" in text:
+        return text
+    path = Path(text)
+    journal = path / "study.journal" if path.is_dir() else path
+    if not journal.is_file():
+        raise ValueError(f"{target}: no study.journal here (is it a run directory of `nas search`?)")
+    return JournalStorage(JournalFileBackend(str(journal)))
+
+
+def show_run(run_dir: Path) -> None:
+    """Print a run's Pareto front (from pareto.json, else from its study storage)."""
+    from rich.console import Console
+
+    from nas._report import front_table, pareto_front, rows_of
+
+    console = Console()
+    pareto = run_dir / "pareto.json"
+    if pareto.is_file():
+        try:
+            doc = json.loads(pareto.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{pareto}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        console.print(front_table(doc["front"], title=f"Pareto front of {doc['study_name']}"))
+        ref = doc["reference_point"]["latency_ms"]
+        console.print(
+            f"{doc['n_trials']} trials {doc['counts']}; hypervolume {doc['hypervolume']:.4g} "
+            f"(reference latency {ref:.3f} ms)"
+        )
+        return
+    storage = storage_of(run_dir)
+    for summary in optuna.study.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
+        console.print(front_table(front, title=f"Pareto front of {study.study_name} (from storage)"))
