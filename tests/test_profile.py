@@ -86,3 +86,13 @@ def test_profile_leaves_the_model_untouched(make_small_space) -> None:
 def test_bad_resolution(resolution: object) -> None:
     with pytest.raises(ValueError, match="resolution must be a positive integer"):
         nas.profile(nn.Linear(2, 2), resolution=resolution)
+
+
+def test_mobilenet_v2_macs_match_the_reference() -> None:
+    # torchvision documents 0.30 GFLOPS (multiply-adds) for mobilenet_v2 at 224.
+    from search_spaces.mbconv import MOBILENET_V2_GENOTYPE, MOBILENET_V2_OPTIONS
+
+    space = nas.make_space("mbconv", resolution=224, **MOBILENET_V2_OPTIONS)
+    p = nas.profile(space.build(MOBILENET_V2_GENOTYPE, num_classes=1000), resolution=224)
+    assert p.params == 3_504_872
+    assert p.conv_linear_macs == pytest.approx(0.30e9, abs=0.01e9)
