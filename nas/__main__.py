@@ -12,7 +12,7 @@ USAGE = """usage: python -m nas SUBCOMMAND [ARGS]
 subcommands:
   search [conf=PRESET] [HYDRA OVERRIDES]   run a search (presets: conf/conf/*.yaml; --help for Hydra's help)
   show RUN_DIR | ARCH.yaml                  print a run's Pareto front, or an architecture
-  export ARCH.yaml --format torchscript|onnx [--weights W] [--output FILE]
+  export ARCH.yaml --format torchscript|onnx|pt2 [--weights W] [--output FILE]
                                             write a deployable model file
   dashboard RUN_DIR | STORAGE_URL           start optuna-dashboard on a study (pip install 'nas[dashboard]')
 """
@@ -40,7 +40,7 @@ def _search(argv: Sequence[str]) -> int:
     return status["code"]
 
 
-def run_task(cfg) -> int:  # noqa: ANN001 - a DictConfig
+def run_task(cfg) -> int:
     """Run one Hydra job (a search or, with ``scaling`` set, the compound-scaling procedure)."""
     from rich.console import Console
 
@@ -70,7 +70,10 @@ def run_task(cfg) -> int:  # noqa: ANN001 - a DictConfig
     except (ValueError, OSError) as err:
         return _fail("search", err)
     if interrupted:
-        print("nas search: interrupted; finished trials are saved and results written", file=sys.stderr)
+        print(
+            "nas search: interrupted; finished trials are saved and results written",
+            file=sys.stderr,
+        )
         return 130
     return 0
 
@@ -95,17 +98,19 @@ def _show(argv: Sequence[str]) -> int:
 
 
 def _export(argv: Sequence[str]) -> int:
+    from nas._export import EXPORT_FORMATS, export_model
+
     parser = argparse.ArgumentParser(prog="python -m nas export")
     parser.add_argument("arch", help="architecture file (YAML)")
-    parser.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    parser.add_argument("--format", choices=tuple(EXPORT_FORMATS), default="torchscript")
     parser.add_argument("--weights", default=None, help="state_dict saved with torch.save")
-    parser.add_argument("--output", default=None, help="output file (default: next to the arch file)")
+    parser.add_argument(
+        "--output", default=None, help="output file (default: next to the arch file)"
+    )
     args = parser.parse_args(argv)
     try:
-        from nas._export import export_model
-
         out = export_model(args.arch, format=args.format, output=args.output, weights=args.weights)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
         return _fail("export", err)
     print(f"wrote {out}")
     return 0
@@ -113,7 +118,9 @@ def _export(argv: Sequence[str]) -> int:
 
 def _dashboard(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas dashboard")
-    parser.add_argument("target", help="a run directory (its study.journal) or an Optuna storage URL")
+    parser.add_argument(
+        "target", help="a run directory (its study.journal) or an Optuna storage URL"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
@@ -124,7 +131,9 @@ def _dashboard(argv: Sequence[str]) -> int:
         try:
             from optuna_dashboard import run_server
         except ImportError:
-            raise ValueError("optuna-dashboard is not installed: pip install 'nas[dashboard]'") from None
+            raise ValueError(
+                "optuna-dashboard is not installed: pip install 'nas[dashboard]'"
+            ) from None
     except (ValueError, OSError) as err:
         return _fail("dashboard", err)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops)")

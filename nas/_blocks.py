@@ -179,7 +179,8 @@ class InceptionModule(nn.Module):
     Widths follow the paper's table: ``c1x1``, ``c3x3_reduce``, ``c3x3``, ``c5x5_reduce``,
     ``c5x5``, ``pool_proj``. The "5x5" branch is a 5x5 conv (``"5x5"``), a single 3x3 conv
     (``"3x3"``, as torchvision's GoogLeNet does) or two stacked 3x3 convs (``"3x3x2"``, as
-    Inception-v2 does). A width of 0 removes that branch's output (its reduce too).
+    Inception-v2 does). A width of 0 removes that branch's output (its reduce too). With
+    ``bn=False`` the convs carry a bias unless ``bias=False`` (the paper's arithmetic example).
     """
 
     BRANCH_FORMS = ("5x5", "3x3", "3x3x2")
@@ -197,6 +198,7 @@ class InceptionModule(nn.Module):
         branch5x5: str = "5x5",
         activation: str = "relu",
         bn: bool = True,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if branch5x5 not in self.BRANCH_FORMS:

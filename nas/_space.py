@@ -10,8 +10,8 @@ space needs no change to ``nas/``.
 from __future__ import annotations
 
 import importlib
-import json
 import inspect
+import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -180,7 +180,10 @@ def register_space(name: str) -> Callable[[type[SearchSpace]], type[SearchSpace]
 
     def decorator(cls: type[SearchSpace]) -> type[SearchSpace]:
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        if existing is not None and (existing.__module__, existing.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
             raise ValueError(f"a search space named {name!r} is already registered: {existing}")
         cls.name = name
         _REGISTRY[name] = cls

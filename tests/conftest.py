@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
+# One intra-op thread for the tests and the CLI subprocesses they start: on a loaded 2-core
+# machine two OpenMP threads spin against each other and ran these tests 6x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
+import torch
 
 import nas
+
+torch.set_num_threads(1)
 
 #: Options that make each known space cheap to build and run; a space not listed here is
 #: still tested, with ``resolution=32`` and its own defaults.
