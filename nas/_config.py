@@ -67,6 +67,10 @@ class SearchConfig:
     seed: int = 0
     objective: str = "pareto"
     device: str = "cpu"
+    # Intra-op threads for the whole search (null: torch's default). One thread by default: the
+    # small proxy networks gain little from two, and on a loaded 2-core machine two threads
+    # trained 7x slower than one (OpenMP threads spinning on oversubscribed cores).
+    threads: int | None = 1
     n_workers: int = 1
     progress: bool = True
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
@@ -100,6 +104,39 @@ class ReportConfig:
 
 
 @dataclass
+class WinnerConfig:
+    """How step 1 of compound scaling picks (α, β, γ).
+
+    ``accuracy``: the highest proxy accuracy (the paper's rule); ``latency_budget``: the
+    highest accuracy with latency <= ``max_latency_ms``; ``macs_budget``: the highest accuracy
+    with MACs <= ``max_macs``. Ties go to fewer MACs, then to α·β²·γ² closest to the target.
+    """
+
+    rule: str = "accuracy"
+    max_latency_ms: float | None = None
+    max_macs: int | None = None
+
+
+@dataclass
+class ScalingConfig:
+    """EfficientNet's two-step compound scaling (``nas._scaling``); set by ``conf=effnet_grid``.
+
+    ``mode``: ``search`` (step 1 grid over the space's admissible points, then step 2 from the
+    winner) or ``official`` (no step 1: the published B0..B7 multipliers). ``max_phi``: step 2
+    builds φ = 0..max_phi. ``family``: ``proxy`` builds, measures, trains and exports step 2's
+    members at the searched scale (the space's ``resolution`` / ``base_width``), with params
+    and MACs at full scale beside them; ``full`` does all of it at the base's own scale.
+    ``accuracy``: proxy-train every member of step 2 with the ``evaluator``.
+    """
+
+    mode: str = "search"
+    max_phi: int = 7
+    family: str = "proxy"
+    accuracy: bool = True
+    winner: WinnerConfig = field(default_factory=WinnerConfig)
+
+
+@dataclass
 class Config:
     space: dict[str, Any] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +147,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-    scaling: dict[str, Any] | None = None
+    scaling: ScalingConfig | None = None
 
 
 def register_configs() -> None:
@@ -144,7 +181,9 @@ def check_options(
         )
 
 
-def call_with_options(fn: Callable[..., T], options: Mapping[str, Any], *, group: str, **extra: Any) -> T:
+def call_with_options(
+    fn: Callable[..., T], options: Mapping[str, Any], *, group: str, **extra: Any
+) -> T:
     """Call ``fn(**options, **extra)``, naming any option ``fn`` does not take.
 
     Example:

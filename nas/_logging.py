@@ -28,7 +28,9 @@ class NullLogger:
         return None
 
 
-def make_logger(options: dict[str, Any], *, run_dir: Path, config: dict[str, Any], study_name: str) -> Logger:
+def make_logger(
+    options: dict[str, Any], *, run_dir: Path, config: dict[str, Any], study_name: str
+) -> Logger:
     """The logger of the ``logger`` config group."""
     from nas._config import ConfigError
 

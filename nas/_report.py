@@ -22,8 +22,22 @@ from nas._space import SearchSpace
 ACCURACY = "accuracy"
 LATENCY = "latency_ms"
 CSV_COLUMNS = (
-    "trial", "state", "accuracy", "latency_ms", "latency_iqr_ms", "latency_relative", "params",
-    "macs", "resolution", "feasible", "pareto", "duplicate_of", "seconds", "note", "arch", "genotype",
+    "trial",
+    "state",
+    "accuracy",
+    "latency_ms",
+    "latency_iqr_ms",
+    "latency_relative",
+    "params",
+    "macs",
+    "resolution",
+    "feasible",
+    "pareto",
+    "duplicate_of",
+    "seconds",
+    "note",
+    "arch",
+    "genotype",
 )
 
 
@@ -158,9 +172,22 @@ def _csv_text(rows: Sequence[Row], front_ids: set[int]) -> str:
         lat = r.attrs.get("latency") or {}
         writer.writerow(
             [
-                r.trial, r.state, r.accuracy, r.latency_ms, lat.get("iqr_ms"), lat.get("relative"),
-                r.params, r.macs, r.attrs.get("resolution"), r.feasible, r.trial in front_ids,
-                r.duplicate_of, r.seconds, r.note, r.arch, json.dumps(r.genotype, sort_keys=True),
+                r.trial,
+                r.state,
+                r.accuracy,
+                r.latency_ms,
+                lat.get("iqr_ms"),
+                lat.get("relative"),
+                r.params,
+                r.macs,
+                r.attrs.get("resolution"),
+                r.feasible,
+                r.trial in front_ids,
+                r.duplicate_of,
+                r.seconds,
+                r.note,
+                r.arch,
+                json.dumps(r.genotype, sort_keys=True),
             ]
         )
     return buf.getvalue()
@@ -197,21 +224,37 @@ def plot_pareto_png(rows: Sequence[Row], front: Sequence[Row], path: Path, *, ti
     front_ids = {r.trial for r in front}
     dominated = [r for r in evaluated if r.trial not in front_ids]
     ax.scatter(
-        [r.latency_ms for r in dominated], [100 * r.accuracy for r in dominated],
-        s=18, color="tab:blue", alpha=0.25, label=f"dominated ({len(dominated)})",
+        [r.latency_ms for r in dominated],
+        [100 * r.accuracy for r in dominated],
+        s=18,
+        color="tab:blue",
+        alpha=0.25,
+        label=f"dominated ({len(dominated)})",
     )
     ax.scatter(
-        [r.latency_ms for r in front], [100 * r.accuracy for r in front],
-        s=30, color="tab:red", zorder=3, label=f"Pareto front ({len(front)})",
+        [r.latency_ms for r in front],
+        [100 * r.accuracy for r in front],
+        s=30,
+        color="tab:red",
+        zorder=3,
+        label=f"Pareto front ({len(front)})",
     )
     if front:
         ax.step(
-            [r.latency_ms for r in front], [100 * r.accuracy for r in front],
-            where="post", color="tab:red", alpha=0.8,
+            [r.latency_ms for r in front],
+            [100 * r.accuracy for r in front],
+            where="post",
+            color="tab:red",
+            alpha=0.8,
         )
         for r in front:
-            ax.annotate(f"#{r.trial}", (r.latency_ms, 100 * r.accuracy), fontsize=7,
-                        xytext=(3, -9), textcoords="offset points")
+            ax.annotate(
+                f"#{r.trial}",
+                (r.latency_ms, 100 * r.accuracy),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
     ax.set_xlabel("latency (ms, median)")
     ax.set_ylabel("proxy accuracy (%)")
     ax.set_title(title, fontsize=10)
@@ -237,18 +280,33 @@ def plot_pareto_html(rows: Sequence[Row], front: Sequence[Row], path: Path, *, t
         )
 
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=[r.latency_ms for r in dominated], y=[100 * r.accuracy for r in dominated],
-        mode="markers", name="dominated", opacity=0.3,
-        hovertext=[hover(r) for r in dominated], hoverinfo="text",
-    ))
-    fig.add_trace(go.Scatter(
-        x=[r.latency_ms for r in front], y=[100 * r.accuracy for r in front],
-        mode="markers+lines", line_shape="hv", name="Pareto front", marker={"color": "red"},
-        hovertext=[hover(r) for r in front], hoverinfo="text",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=[r.latency_ms for r in dominated],
+            y=[100 * r.accuracy for r in dominated],
+            mode="markers",
+            name="dominated",
+            opacity=0.3,
+            hovertext=[hover(r) for r in dominated],
+            hoverinfo="text",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r.latency_ms for r in front],
+            y=[100 * r.accuracy for r in front],
+            mode="markers+lines",
+            line_shape="hv",
+            name="Pareto front",
+            marker={"color": "red"},
+            hovertext=[hover(r) for r in front],
+            hoverinfo="text",
+        )
+    )
     fig.update_layout(
-        title=title, xaxis_title="latency (ms, median)", yaxis_title="proxy accuracy (%)",
+        title=title,
+        xaxis_title="latency (ms, median)",
+        yaxis_title="proxy accuracy (%)",
         template="plotly_white",
     )
     html = fig.to_html(include_plotlyjs=True, full_html=True)
@@ -304,10 +362,18 @@ def write_results(
     arch_files: dict[int, str] = {}
     for r in front:
         arch = space.arch(r.genotype, num_classes=num_classes)
-        arch = type(arch)(**{**arch.__dict__, "metrics": {
-            "trial": r.trial, "accuracy": r.accuracy, "latency_ms": r.latency_ms,
-            "params": r.params, "macs": r.macs,
-        }})
+        arch = type(arch)(
+            **{
+                **arch.__dict__,
+                "metrics": {
+                    "trial": r.trial,
+                    "accuracy": r.accuracy,
+                    "latency_ms": r.latency_ms,
+                    "params": r.params,
+                    "macs": r.macs,
+                },
+            }
+        )
         path = save_arch(arch, arch_dir / f"trial_{r.trial}.yaml")
         arch_files[r.trial] = str(path.relative_to(run_dir))
     counts: dict[str, int] = {}
@@ -332,7 +398,9 @@ def write_results(
     files["trials.csv"] = run_dir / "trials.csv"
     atomic_write_text(files["trials.csv"], _csv_text(rows, {r.trial for r in front}))
     if plots:
-        title = f"{study.study_name}: {len(front)} Pareto of {sum(r.evaluated for r in rows)} evaluated"
+        title = (
+            f"{study.study_name}: {len(front)} Pareto of {sum(r.evaluated for r in rows)} evaluated"
+        )
         files["pareto.png"] = run_dir / "pareto.png"
         plot_pareto_png(rows, front, files["pareto.png"], title=title)
         files["pareto.html"] = run_dir / "pareto.html"
@@ -350,18 +418,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def front_table(front: Sequence[Mapping[str, Any]] | Sequence[Row], *, title: str = "Pareto front"):  # noqa: ANN201
+def front_table(front: Sequence[Mapping[str, Any]] | Sequence[Row], *, title: str = "Pareto front"):
     """A rich table of a front (rows or pareto.json records)."""
     from rich.table import Table
 
     table = Table(title=title)
-    for col, justify in (("trial", "right"), ("accuracy %", "right"), ("latency ms", "right"),
-                         ("params", "right"), ("MACs (M)", "right"), ("architecture", "left")):
+    for col, justify in (
+        ("trial", "right"),
+        ("accuracy %", "right"),
+        ("latency ms", "right"),
+        ("params", "right"),
+        ("MACs (M)", "right"),
+        ("architecture", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in front:
         d = r if isinstance(r, Mapping) else r.__dict__
         table.add_row(
-            str(d["trial"]), f"{100 * d['accuracy']:.2f}", f"{d['latency_ms']:.3f}",
-            f"{d['params']:,}", f"{d['macs'] / 1e6:.2f}", str(d.get("arch", "")),
+            str(d["trial"]),
+            f"{100 * d['accuracy']:.2f}",
+            f"{d['latency_ms']:.3f}",
+            f"{d['params']:,}",
+            f"{d['macs'] / 1e6:.2f}",
+            str(d.get("arch", "")),
         )
     return table

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
@@ -79,12 +80,14 @@ def make_sampler(
     }
     if name == "grid":
         return call_with_options(
-            optuna.samplers.GridSampler, options, group="sampler", search_space=space.grid(), seed=seed
+            optuna.samplers.GridSampler,
+            options,
+            group="sampler",
+            search_space=space.grid(),
+            seed=seed,
         )
     if name not in factories:
-        raise ConfigError(
-            f"sampler.name {name!r} is not known; choose from {[*factories, 'grid']}"
-        )
+        raise ConfigError(f"sampler.name {name!r} is not known; choose from {[*factories, 'grid']}")
     extra: dict[str, Any] = {"seed": seed}
     if name != "random":
         extra.update(cf)
@@ -102,9 +105,7 @@ class DominanceStopper:
     def __init__(self, cfg: EarlyStopConfig) -> None:
         self.cfg = cfg
 
-    def hook(
-        self, trial: optuna.Trial, latency_ms: float
-    ) -> Callable[[int, float], bool] | None:
+    def hook(self, trial: optuna.Trial, latency_ms: float) -> Callable[[int, float], bool] | None:
         cfg = self.cfg
         if not cfg.enabled:
             return None
@@ -202,8 +203,16 @@ class Objective:
             ("params", prof.params, c.get("max_params")),
             ("macs", prof.macs, c.get("max_macs")),
         ]
-        cons = [0.0, _excess(prof.params, c.get("max_params")), _excess(prof.macs, c.get("max_macs"))]
-        violated = [f"{name} {value:,} > {limit:,}" for name, value, limit in over if limit and value > limit]
+        cons = [
+            0.0,
+            _excess(prof.params, c.get("max_params")),
+            _excess(prof.macs, c.get("max_macs")),
+        ]
+        violated = [
+            f"{name} {value:,} > {limit:,}"
+            for name, value, limit in over
+            if limit and value > limit
+        ]
         if violated:
             trial.set_user_attr("constraints", cons)
             trial.set_user_attr("infeasible", "; ".join(violated))
@@ -215,7 +224,11 @@ class Objective:
         from nas._latency import measure_latency
 
         lat = call_with_options(
-            measure_latency, self.latency_options, group="latency", model=model, resolution=arch.resolution
+            measure_latency,
+            self.latency_options,
+            group="latency",
+            model=model,
+            resolution=arch.resolution,
         )
         t_latency = time.perf_counter()
         trial.set_user_attr("latency", lat.to_dict())
@@ -228,8 +241,12 @@ class Objective:
             )
             trial.set_user_attr(ACCURACY, 0.0)
             trial.set_user_attr(
-                "seconds", {"profile": t_profile - start, "latency": t_latency - t_profile,
-                            "total": time.perf_counter() - start},
+                "seconds",
+                {
+                    "profile": t_profile - start,
+                    "latency": t_latency - t_profile,
+                    "total": time.perf_counter() - start,
+                },
             )
             return self._values(0.0, lat.median_ms)
 
@@ -268,7 +285,9 @@ class Objective:
 
     @staticmethod
     def _previous(trial: optuna.Trial, key: str) -> FrozenTrial | None:
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        for t in trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        ):
             if t.number != trial.number and t.user_attrs.get("genotype_key") == key:
                 return t
         return None
@@ -333,12 +352,16 @@ def make_storage(
     if url is None or "://" not in url:
         path = Path(url) if url else run_dir / "study.journal"
         if url and not path.parent.is_dir():
-            raise ConfigError(f"storage.url: folder {path.parent} of journal file {path} does not exist")
+            raise ConfigError(
+                f"storage.url: folder {path.parent} of journal file {path} does not exist"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
-            raise ConfigError(f"storage.url: cannot open journal file {path} ({err.strerror})") from None
+            raise ConfigError(
+                f"storage.url: cannot open journal file {path} ({err.strerror})"
+            ) from None
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise ConfigError(
@@ -386,7 +409,9 @@ class _Progress:
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=done, unit="trial", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, initial=done, unit="trial", disable=not enabled, dynamic_ncols=True
+        )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         from nas._report import pareto_front, rows_of
@@ -427,19 +452,30 @@ def open_study(
     sampler = make_sampler(to_dict(cfg.sampler), space=space, seed=s.seed, constrained=constrained)
     pruner: optuna.pruners.BasePruner | None = None
     if s.objective == "mnas":
-        pruners = {"median": optuna.pruners.MedianPruner(n_startup_trials=4),
-                   "none": optuna.pruners.NopPruner()}
+        pruners = {
+            "median": optuna.pruners.MedianPruner(n_startup_trials=4),
+            "none": optuna.pruners.NopPruner(),
+        }
         if s.mnas.pruner not in pruners:
-            raise ConfigError(f"search.mnas.pruner must be one of {list(pruners)}, got {s.mnas.pruner!r}")
+            raise ConfigError(
+                f"search.mnas.pruner must be one of {list(pruners)}, got {s.mnas.pruner!r}"
+            )
         pruner = pruners[s.mnas.pruner]
     storage = make_storage(
-        cfg.storage.url, run_dir=run_dir, heartbeat_interval=cfg.storage.heartbeat_interval,
+        cfg.storage.url,
+        run_dir=run_dir,
+        heartbeat_interval=cfg.storage.heartbeat_interval,
         grace_period=cfg.storage.grace_period,
     )
     directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
     study = optuna.create_study(
-        study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner,
-        directions=directions, load_if_exists=True,
+        study_name=s.study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions,
+        load_if_exists=True,
     )
     existing = [d.name.lower() for d in study.directions]
     if existing != directions:
@@ -447,8 +483,12 @@ def open_study(
             f"search.study_name {s.study_name!r} exists with directions {existing}, not {directions}; "
             "choose another study_name"
         )
-    identity = {"space": space.name, "space_options": space.options(), "num_classes": num_classes,
-                "objective": s.objective}
+    identity = {
+        "space": space.name,
+        "space_options": space.options(),
+        "num_classes": num_classes,
+        "objective": s.objective,
+    }
     recorded = {k: study.user_attrs.get(k) for k in identity}
     if all(v is None for v in recorded.values()):
         for k, v in identity.items():
@@ -473,14 +513,27 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchR
         >>> cfg = compose(["conf=mbconv_pareto", "search.n_trials=2", "data=synthetic"])
         >>> result = run_search(cfg, run_dir="/tmp/nas-doc-run")  # doctest: +SKIP
     """
-    from nas._proxy import make_evaluator
-    from nas._report import write_results
-
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
     _check_writable(run_dir)
     s = cfg.search
     if s.n_trials < 1:
         raise ConfigError(f"search.n_trials must be >= 1, got {s.n_trials}")
+    if s.threads is not None and s.threads < 1:
+        raise ConfigError(f"search.threads must be >= 1 or null, got {s.threads}")
+    threads = torch.get_num_threads()
+    if s.threads is not None:
+        torch.set_num_threads(s.threads)
+    try:
+        return _run_search(cfg, run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
+    from nas._proxy import make_evaluator
+    from nas._report import write_results
+
+    s = cfg.search
     space = make_space_from_config(cfg.space)
     data_options = to_dict(cfg.data)
     objective = Objective(
@@ -498,13 +551,17 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchR
     )
     from nas._latency import measure_latency
 
-    check_options(measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution"))
+    check_options(
+        measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution")
+    )
     objective.num_classes = objective.data_for(space.resolution).num_classes
     study = open_study(cfg, run_dir=run_dir, space=space, num_classes=objective.num_classes)
 
     from nas._logging import make_logger
 
-    logger = make_logger(to_dict(cfg.logger), run_dir=run_dir, config=to_dict(cfg), study_name=s.study_name)
+    logger = make_logger(
+        to_dict(cfg.logger), run_dir=run_dir, config=to_dict(cfg), study_name=s.study_name
+    )
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     progress = _Progress(s.n_trials, min(done, s.n_trials), s.progress)
     interrupted = False
@@ -526,8 +583,12 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchR
     finally:
         progress.close()
         results = write_results(
-            study, space=space, num_classes=objective.num_classes, run_dir=run_dir,
-            plots=cfg.report.plots, hv_reference_latency_ms=cfg.report.hv_reference_latency_ms,
+            study,
+            space=space,
+            num_classes=objective.num_classes,
+            run_dir=run_dir,
+            plots=cfg.report.plots,
+            hv_reference_latency_ms=cfg.report.hv_reference_latency_ms,
             extra={"objective": s.objective, "sampler": cfg.sampler.name},
         )
         logger.on_results(study, results)

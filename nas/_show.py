@@ -19,7 +19,9 @@ def storage_of(target: str | Path) -> optuna.storages.BaseStorage | str:
     path = Path(text)
     journal = path / "study.journal" if path.is_dir() else path
     if not journal.is_file():
-        raise ValueError(f"{target}: no study.journal here (is it a run directory of `nas search`?)")
+        raise ValueError(
+            f"{target}: no study.journal here (is it a run directory of `nas search`?)"
+        )
     return JournalStorage(JournalFileBackend(str(journal)))
 
 
@@ -47,4 +49,6 @@ def show_run(run_dir: Path) -> None:
     for summary in optuna.study.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
-        console.print(front_table(front, title=f"Pareto front of {study.study_name} (from storage)"))
+        console.print(
+            front_table(front, title=f"Pareto front of {study.study_name} (from storage)")
+        )
