@@ -91,6 +91,7 @@ class LoggerConfig:
     project: str = "nas"
     entity: str | None = None
     mode: str = "offline"
+    group: str | None = None
     dir: str | None = None
     tags: list[str] = field(default_factory=list)
 

@@ -30,10 +30,10 @@ from nas._config import (
 )
 from nas._profile import profile
 from nas._space import Genotype, SearchSpace, make_space
+from nas._workers import budget_used, enqueue_grid, make_gate, run_trials, worker_alive
 
 ACCURACY = "accuracy"
 LATENCY = "latency_ms"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _space_from(options: Mapping[str, Any]) -> SearchSpace:
@@ -79,13 +79,11 @@ def make_sampler(
         "random": optuna.samplers.RandomSampler,
     }
     if name == "grid":
-        return call_with_options(
-            optuna.samplers.GridSampler,
-            options,
-            group="sampler",
-            search_space=space.grid(),
-            seed=seed,
-        )
+        # Every grid point is enqueued once (nas._workers.enqueue_grid) and waiting trials carry
+        # their parameters, so the sampler only fills in nothing. Optuna's GridSampler is not
+        # used: it races between workers and calls study.stop(), which ask/tell forbids.
+        check_options(lambda: None, options, group="sampler")
+        return optuna.samplers.RandomSampler(seed=seed)
     if name not in factories:
         raise ConfigError(f"sampler.name {name!r} is not known; choose from {[*factories, 'grid']}")
     extra: dict[str, Any] = {"seed": seed}
@@ -284,13 +282,24 @@ class Objective:
         return on_epoch
 
     @staticmethod
-    def _previous(trial: optuna.Trial, key: str) -> FrozenTrial | None:
-        for t in trial.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
-        ):
-            if t.number != trial.number and t.user_attrs.get("genotype_key") == key:
-                return t
-        return None
+    def _previous(trial: optuna.Trial, key: str, poll: float = 0.5) -> FrozenTrial | None:
+        """A finished trial of the same network; waits for an earlier one still running.
+
+        Waiting only on lower-numbered trials means two workers never wait on each other.
+        """
+        while True:
+            running = False
+            for t in trial.study.get_trials(deepcopy=False):
+                if t.number == trial.number or t.user_attrs.get("genotype_key") != key:
+                    continue
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                    return t
+                running |= (
+                    t.state == TrialState.RUNNING and t.number < trial.number and worker_alive(t)
+                )
+            if not running:
+                return None
+            time.sleep(poll)
 
     def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, float]:
         """Copy a previous identical trial's record instead of evaluating again."""
@@ -404,27 +413,30 @@ class SearchResult:
 
 
 class _Progress:
-    """tqdm bar over the trial budget, showing the current best trade-offs."""
+    """tqdm bar over the study's trial budget (all workers), showing the best trade-offs."""
 
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(
-            total=total, initial=done, unit="trial", disable=not enabled, dynamic_ncols=True
-        )
+        self.total = total
+        self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial | None) -> None:
         from nas._report import pareto_front, rows_of
 
-        front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
+        trials = study.get_trials(deepcopy=False)
+        front = pareto_front(rows_of(trials))
         if front:
             best = max(front, key=lambda r: r.accuracy or 0.0)
             fast = front[0]
             self.bar.set_postfix_str(
                 f"front={len(front)} best={100 * (best.accuracy or 0):.1f}%@{best.latency_ms:.2f}ms "
-                f"fastest={fast.latency_ms:.2f}ms@{100 * (fast.accuracy or 0):.1f}%"
+                f"fastest={fast.latency_ms:.2f}ms@{100 * (fast.accuracy or 0):.1f}%",
+                refresh=False,
             )
-        self.bar.update(1)
+        finished = [t for t in trials if t.state != TrialState.RUNNING]
+        self.bar.n = min(self.total, budget_used(finished))
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -442,8 +454,8 @@ def _check_writable(run_dir: Path) -> None:
 
 def open_study(
     cfg: DictConfig, *, run_dir: Path, space: SearchSpace, num_classes: int
-) -> optuna.Study:
-    """Create the study, or load it when ``search.study_name`` exists in the storage."""
+) -> tuple[optuna.Study, Any]:
+    """Create the study, or load it when ``search.study_name`` exists; returns it and its storage."""
     s = cfg.search
     if s.objective not in ("pareto", "mnas"):
         raise ConfigError(f"search.objective must be 'pareto' or 'mnas', got {s.objective!r}")
@@ -499,7 +511,7 @@ def open_study(
             f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
             "the same space and data, or choose another study_name"
         )
-    return study
+    return study, storage
 
 
 def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchResult:
@@ -529,16 +541,16 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchR
         torch.set_num_threads(threads)
 
 
-def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
+def _prepare(cfg: DictConfig, run_dir: Path) -> tuple[SearchSpace, Objective, optuna.Study, Any]:
+    """Space, objective, study and storage of a config (the same in every worker)."""
+    from nas._latency import measure_latency
     from nas._proxy import make_evaluator
-    from nas._report import write_results
 
     s = cfg.search
     space = make_space_from_config(cfg.space)
-    data_options = to_dict(cfg.data)
     objective = Objective(
         space=space,
-        data_options=data_options,
+        data_options=to_dict(cfg.data),
         evaluator=call_with_options(make_evaluator, to_dict(cfg.evaluator), group="evaluator"),
         latency_options=to_dict(cfg.latency),
         num_classes=0,
@@ -549,38 +561,110 @@ def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
         mnas_target_ms=s.mnas.target_ms,
         mnas_w=s.mnas.w,
     )
-    from nas._latency import measure_latency
-
     check_options(
         measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution")
     )
     objective.num_classes = objective.data_for(space.resolution).num_classes
-    study = open_study(cfg, run_dir=run_dir, space=space, num_classes=objective.num_classes)
+    study, storage = open_study(
+        cfg, run_dir=run_dir, space=space, num_classes=objective.num_classes
+    )
+    return space, objective, study, storage
 
+
+def _trial_loop(
+    cfg: DictConfig,
+    run_dir: Path,
+    study: optuna.Study,
+    storage: Any,
+    objective: Objective,
+    callbacks: list[Any],
+) -> None:
+    s = cfg.search
+    gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
+    grid = cfg.sampler.name == "grid"
+    if grid:
+        enqueue_grid(study, objective.space.grid(), seed=s.seed, gate=gate)
+    run_trials(
+        study,
+        objective,
+        storage=storage,
+        gate=gate,
+        n_trials=s.n_trials,
+        timeout=s.timeout,
+        callbacks=callbacks,
+        grid=grid,
+    )
+
+
+def _worker_process(container: dict[str, Any], run_dir: str, index: int) -> None:
+    """Entry point of an extra worker process (``search.n_workers`` > 1)."""
+    import sys
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(container)
+    cfg.search.seed = cfg.search.seed + index  # distinct samples in each worker
+    if cfg.search.threads is not None:
+        torch.set_num_threads(cfg.search.threads)
+    try:
+        _, objective, study, storage = _prepare(cfg, Path(run_dir))
+        _trial_loop(cfg, Path(run_dir), study, storage, objective, [])
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ValueError as err:
+        print(f"nas search worker {index}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _start_workers(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> list[Any]:
+    import multiprocessing
+
+    n = cfg.search.n_workers
+    if n < 1:
+        raise ConfigError(f"search.n_workers must be >= 1, got {n}")
+    if n == 1:
+        return []
+    if cfg.storage.url == ":memory:":
+        raise ConfigError("search.n_workers > 1 needs a shared storage, not storage.url=:memory:")
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_process, args=(container, str(run_dir), i), daemon=False)
+        for i in range(1, n)
+    ]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
     from nas._logging import make_logger
+    from nas._report import write_results
 
+    s = cfg.search
+    space, objective, study, storage = _prepare(cfg, run_dir)
     logger = make_logger(
         to_dict(cfg.logger), run_dir=run_dir, config=to_dict(cfg), study_name=s.study_name
     )
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    progress = _Progress(s.n_trials, min(done, s.n_trials), s.progress)
+    progress = _Progress(s.n_trials, s.progress)
+    progress(study, None)
     interrupted = False
+    workers = []
     try:
-        if done < s.n_trials:
-            study.optimize(
-                objective,
-                n_trials=s.n_trials - done,
-                timeout=s.timeout,
-                catch=(Exception,),
-                callbacks=[
-                    optuna.study.MaxTrialsCallback(s.n_trials, states=FINISHED),
-                    progress,
-                    logger.on_trial,
-                ],
-            )
+        workers = _start_workers(cfg, run_dir, study)
+        _trial_loop(cfg, run_dir, study, storage, objective, [progress, logger.on_trial])
+        for w in workers:
+            w.join()
+        progress(study, None)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+                w.join()
         progress.close()
         results = write_results(
             study,

@@ -1,0 +1,97 @@
+"""The real command line, in subprocesses: `python -m nas search|show|export`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import nas
+from tests.test_search import TINY
+
+pytestmark = pytest.mark.slow
+
+
+def nas_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nas", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def test_no_subcommand_lists_them():
+    out = nas_cli()
+    assert out.returncode == 0
+    for sub in ("search", "show", "export", "dashboard"):
+        assert sub in out.stdout
+
+
+def test_search_end_to_end_writes_every_result_file(tmp_path):
+    run = tmp_path / "run"
+    tiny = [o for o in TINY if o != "report.plots=false"]
+    out = nas_cli("search", *tiny, "search.n_trials=6", f"hydra.run.dir={run}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Pareto front" in out.stdout
+    for name in (
+        "pareto.json",
+        "trials.csv",
+        "pareto.png",
+        "pareto.html",
+        "hypervolume.png",
+        "study.journal",
+        ".hydra/config.yaml",
+    ):
+        assert (run / name).is_file(), name
+    assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads((run / "pareto.json").read_text())
+    assert doc["reference_point"]["latency_ms"] > 0 and doc["hypervolume"] > 0
+    archs = sorted((run / "archs").glob("trial_*.yaml"))
+    assert len(archs) == len(doc["front"]) > 0
+    for path in archs:
+        arch = yaml.safe_load(path.read_text())
+        model = nas.build_model(path).eval()
+        x = torch.randn(2, 3, arch["resolution"], arch["resolution"])
+        y = model(x)
+        assert y.shape == (2, arch["num_classes"]) and torch.isfinite(y).all()
+
+    shown = nas_cli("show", str(run))
+    assert shown.returncode == 0 and "Pareto front" in shown.stdout
+    arch_shown = nas_cli("show", str(archs[0]))
+    assert arch_shown.returncode == 0, arch_shown.stderr
+    exported = nas_cli(
+        "export", str(archs[0]), "--format", "torchscript", "--output", str(tmp_path / "m.pt")
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert torch.jit.load(str(tmp_path / "m.pt")) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["conf=no_such_preset"], "no_such_preset"),
+        (["sampler=annealing"], "annealing"),
+        (["search.n_trails=3"], "n_trails"),
+        (["storage.url=postgresql://nas:pw@127.0.0.1:1/nas"], "cannot open postgresql://nas:***@"),
+    ],
+)
+def test_bad_input_one_line_and_non_zero_exit(tmp_path, args, message):
+    out = nas_cli("search", *TINY, *args, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = nas_cli("search", *TINY, f"hydra.run.dir={blocker / 'run'}", timeout=120)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
