@@ -1,0 +1,264 @@
+"""On-device latency: statistics, interleaving with the reference, settings, lookup table."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import nas
+from nas._blocks import MBConv
+from nas._latency import (
+    LatencyTable,
+    measure_latencies,
+    measure_latency,
+    reference_model,
+    unit_key,
+)
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "latency"
+# Short budgets and a small reference keep the suite fast; the statistics are still real.
+FAST = {"max_seconds": 0.3, "min_rounds": 5, "reference_resolution": 32, "threads": 1}
+
+
+def tiny_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+    )
+
+
+def wide_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(96, 96, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(96, 96, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(96, 10),
+    )
+
+
+def small_mbconv() -> tuple[nn.Module, int]:
+    space = nas.make_space("mbconv", resolution=32, width_mult=0.25, head_channels=128)
+    return space.build(space.random_genotype(3), num_classes=10), 32
+
+
+def test_statistics_are_positive_finite_and_serialisable():
+    r = measure_latency(tiny_net(), resolution=32, **FAST)
+    for value in (r.median_ms, r.relative, r.reference_ms):
+        assert value is not None and math.isfinite(value) and value > 0
+    assert math.isfinite(r.iqr_ms) and r.iqr_ms >= 0
+    assert 1 <= r.runs <= r.rounds
+    assert r.rounds == len(r.raw["wall"]) == len(r.raw["cpu"])
+    assert len(r.raw["reference_wall"]) == r.rounds + 1  # a closing reference run
+    assert r.clock == "wall" and r.wall_ms == r.median_ms
+    assert r.device and r.torch_version == torch.__version__
+    assert (r.batch_size, r.resolution, r.reference, r.reference_resolution) == (
+        1,
+        32,
+        "default",
+        32,
+    )
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["median_ms"] == r.median_ms and "raw" not in d
+
+
+def test_cpu_clock_reports_cpu_time_beside_wall_time():
+    r = measure_latency(wide_net(), resolution=32, clock="cpu", **FAST)
+    assert r.clock == "cpu" and r.median_ms > 0 and r.wall_ms > 0
+    # CPU time of the one computing thread cannot much exceed the elapsed time
+    assert r.median_ms <= 1.05 * r.wall_ms
+    with pytest.raises(ValueError, match="clock"):
+        measure_latency(wide_net(), resolution=32, clock="gpu")
+
+
+def test_larger_model_measures_slower_than_a_much_smaller_one():
+    small, big = tiny_net(), wide_net()
+    macs_small = nas.profile(small, resolution=64).macs
+    macs_big = nas.profile(big, resolution=64).macs
+    assert macs_big > 1000 * macs_small  # a margin no machine noise can bridge
+    a, b = measure_latencies([small, big], resolution=64, **FAST)
+    assert b.median_ms > a.median_ms
+    assert b.relative > a.relative
+    assert a.rounds == b.rounds  # interleaved: both ran in the same rounds
+
+
+def test_without_reference_there_is_no_relative_figure():
+    r = measure_latency(tiny_net(), resolution=32, reference=None, max_seconds=0.2)
+    assert r.relative is None and r.reference_ms is None and r.reference is None
+    assert r.median_ms > 0 and set(r.raw) == {"wall", "cpu"}
+
+
+def test_custom_reference_module_is_used():
+    r = measure_latency(tiny_net(), resolution=32, reference=wide_net(), **FAST)
+    assert r.reference == "Sequential"
+    assert r.relative < 1  # the tiny net is faster than the wide reference
+
+
+def test_caller_model_is_left_as_it_was():
+    model, res = small_mbconv()
+    model.train()
+    model.features[1].eval()  # a mixed state must survive too
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    measure_latency(model, resolution=res, **FAST)
+    assert model.training and not model.features[1].training
+    assert model.features[2].training
+    after = model.state_dict()
+    assert after.keys() == state.keys()
+    assert all(torch.equal(after[k], v) for k, v in state.items())
+
+
+def test_caller_random_stream_is_not_disturbed():
+    model = tiny_net()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    measure_latency(model, resolution=32, **FAST)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_thread_count_is_fixed_and_restored():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        seen = []
+
+        class Spy(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                seen.append(torch.get_num_threads())
+                return x.mean()
+
+        r = measure_latency(Spy(), resolution=8, threads=2, reference=None, max_seconds=0.1)
+        assert r.threads == 2 and set(seen) == {2}
+        assert torch.get_num_threads() == 1
+
+        class Broken(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            measure_latency(Broken(), resolution=8, threads=2, reference=None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_unknown_device_is_named():
+    with pytest.raises(ValueError, match="'tpu'"):
+        measure_latency(tiny_net(), resolution=32, device="tpu")
+    with pytest.raises(ValueError, match="'meta'"):
+        measure_latency(tiny_net(), resolution=32, device="meta")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        measure_latency(tiny_net(), resolution=32, device="cuda")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"resolution": 16}, "total stride 32"),
+        ({"min_rounds": 50, "max_rounds": 10}, "min_rounds"),
+        ({"reference": "resnet"}, "reference must be"),
+        ({"target_rel_spread": 0}, "target_rel_spread"),
+        ({"max_seconds": -1}, "max_seconds"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"threads": 0}, "threads"),
+    ],
+)
+def test_bad_settings_raise_naming_the_setting(kwargs, match):
+    model, res = small_mbconv()
+    with pytest.raises(ValueError, match=match):
+        measure_latency(model, **{"resolution": res, **kwargs})
+
+
+def test_config_files_hold_exactly_the_keywords():
+    keywords = set(inspect.signature(measure_latency).parameters) - {"model", "resolution"}
+    files = sorted(CONF.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"cpu", "cuda"}
+    for f in files:
+        assert set(yaml.safe_load(f.read_text())) == keywords, f.name
+    cfg = {**yaml.safe_load((CONF / "cpu.yaml").read_text()), **FAST}
+    assert measure_latency(tiny_net(), resolution=32, **cfg).median_ms > 0
+
+
+def test_reference_model_is_fixed():
+    a, b = reference_model(), reference_model()
+    assert not a.training
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_unit_key_ignores_eval_identities_only():
+    def block(p: float, k: int = 3) -> MBConv:
+        return MBConv(16, 16, kernel_size=k, stride=1, expand_ratio=4, stochastic_depth=p)
+
+    shape = (1, 16, 8, 8)
+    assert unit_key(block(0.0), shape) == unit_key(block(0.1), shape)
+    assert unit_key(block(0.0), shape) != unit_key(block(0.0, k=5), shape)
+    assert unit_key(block(0.0), shape) != unit_key(block(0.0), (1, 16, 16, 16))
+    assert unit_key(nn.Dropout(0.2), shape) == unit_key(nn.Dropout(0.5), shape)
+
+
+def test_lookup_table_round_trips_through_its_file(tmp_path):
+    model, res = small_mbconv()
+    path = tmp_path / "lut.json"
+    table = LatencyTable(path, max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1)
+    ms = table.predict(model, resolution=res)
+    n_units = len(model.latency_units())
+    assert 0 < table.measured_units <= n_units and len(table) == table.measured_units
+    assert ms > 0 and math.isfinite(ms)
+
+    measured = table.measured_units
+    assert table.predict(model, resolution=res) == ms  # second time: lookups only
+    assert table.measured_units == measured
+
+    data = json.loads(path.read_text())
+    assert list(data["namespaces"]) == [table.namespace]
+    assert "threads=" in table.namespace and torch.__version__ in table.namespace
+
+    reloaded = LatencyTable(
+        path, max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1
+    )
+    assert reloaded.predict(model, resolution=res) == pytest.approx(ms)
+    assert reloaded.predict_relative(model, resolution=res) == pytest.approx(
+        table.predict_relative(model, resolution=res)
+    )
+    assert reloaded.measured_units == 0
+
+    other_threads = LatencyTable(path, threads=3, max_seconds=0.05, reference_resolution=32)
+    assert len(other_threads) == 0  # another namespace: nothing reused across thread counts
+
+
+def test_lookup_table_validate_reports_errors():
+    model, res = small_mbconv()
+    table = LatencyTable(max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1)
+    rows = table.validate([model, tiny_mbconv_variant()], resolution=res)
+    assert len(rows) == 2
+    for row in rows:
+        assert row.predicted_ms > 0 and row.measured_ms > 0
+        assert row.error == pytest.approx(row.predicted_relative / row.measured_relative - 1)
+        assert json.loads(json.dumps(row.to_dict()))["error"] == row.error
+
+
+def tiny_mbconv_variant() -> nn.Module:
+    space = nas.make_space("mbconv", resolution=32, width_mult=0.25, head_channels=128)
+    return space.build(space.random_genotype(4), num_classes=10)
+
+
+def test_lookup_table_needs_latency_units_and_a_readable_file(tmp_path):
+    with pytest.raises(ValueError, match="latency_units"):
+        LatencyTable(max_seconds=0.05).predict(tiny_net(), resolution=32)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        LatencyTable(bad)
