@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import platform
+import resource
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,24 @@ def test_thread_count_is_fixed_and_restored():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_after_a_measurement_inference_pays_no_page_faults():
+    # Activations of a few MB: with glibc's adaptive thresholds such runs may each re-fault
+    # their memory from the OS, depending on what the process allocated before.
+    model = wide_net().eval()
+    measure_latency(model, resolution=96, **FAST)
+    x = torch.randn(1, 3, 96, 96)
+    faults = []
+    with torch.inference_mode():
+        for _ in range(6):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            model(x)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    assert min(faults[1:]) == 0, faults
 
 
 def test_unknown_device_is_named():
