@@ -4,8 +4,8 @@
 stops after the fact, so K workers overshoot by up to K - 1 trials) and its GridSampler races
 between workers. So each worker runs an ask/tell loop in which "is there budget left?" and
 ``study.ask()`` happen together under a gate: a file lock next to a journal or SQLite file, a
-PostgreSQL advisory lock for a shared server. Grid studies enqueue every grid point once; Optuna
-pops a waiting trial atomically, so each point is evaluated by exactly one worker.
+PostgreSQL advisory lock for a shared server. Grid studies enqueue the next unused grid point
+under the same gate, so each point is evaluated by exactly one worker.
 
 A trial whose worker died is found two ways: on RDB storage by Optuna's heartbeats
 (``fail_stale_trials``, retried by ``RetryFailedTrialCallback``); on a journal file, which has
@@ -72,13 +72,37 @@ class _FileGate:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+#: PostgreSQL drivers SQLAlchemy can use, in order of preference.
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed, when it names none.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3 and 2.0 as psycopg2, so the same
+    URL works or not depending on versions; pick whichever driver is importable instead. The
+    ``postgres://`` spelling (Heroku, many docs) is accepted as ``postgresql://``.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    for driver in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql://{rest}"
+
+
 class _PostgresGate:
     """A PostgreSQL advisory lock keyed by the study name (workers on many machines)."""
 
     def __init__(self, url: str, study_name: str) -> None:
         import sqlalchemy
 
-        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self.engine = sqlalchemy.create_engine(
+            sqlalchemy_url(url), poolclass=sqlalchemy.pool.NullPool
+        )
         digest = hashlib.sha256(f"nas:{study_name}".encode()).digest()
         self.key = int.from_bytes(digest[:8], "big", signed=True)
         self.text = sqlalchemy.text
@@ -183,29 +207,32 @@ def recover_dead_trials(study: optuna.Study, storage: BaseStorage | None) -> lis
     return recovered
 
 
-def enqueue_grid(
-    study: optuna.Study, grid: dict[str, list[Any]], *, seed: int, gate: Callable[[], Any]
-) -> int:
-    """Enqueue every grid point once per study (in a seeded random order); returns the size."""
-    size = 1
-    for values in grid.values():
-        size *= len(values)
-    if size > MAX_GRID:
-        raise ValueError(
-            f"sampler=grid: the space has {size:,} points; grid search enqueues at most {MAX_GRID:,} "
-            "(narrow the space or use another sampler)"
-        )
-    with gate():
-        if study.user_attrs.get("grid_enqueued"):
-            return size
-        points = [
-            dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())
-        ]
-        random.Random(seed).shuffle(points)
-        for params in points:
-            study.enqueue_trial(params)
-        study.set_user_attr("grid_enqueued", size)
-    return size
+class GridOrder:
+    """The grid's points in a seeded random order; hands out the next point no trial has used.
+
+    Points are enqueued one at a time under the gate, so a budget smaller than the grid leaves
+    no waiting trials behind and several workers never take the same point.
+    """
+
+    def __init__(self, grid: dict[str, list[Any]], *, seed: int) -> None:
+        size = 1
+        for values in grid.values():
+            size *= len(values)
+        if size > MAX_GRID:
+            raise ValueError(
+                f"sampler=grid: the space has {size:,} points; grid search takes at most "
+                f"{MAX_GRID:,} (narrow the space or use another sampler)"
+            )
+        self.points = [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
+        random.Random(seed).shuffle(self.points)
+
+    def next_point(self, trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+        used = {_params_key(t.params) for t in trials if t.params}
+        return next((p for p in self.points if _params_key(p) not in used), None)
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return repr(sorted(params.items()))
 
 
 def run_trials(
@@ -217,7 +244,7 @@ def run_trials(
     n_trials: int,
     timeout: float | None,
     callbacks: Sequence[Callback] = (),
-    grid: bool = False,
+    grid: GridOrder | None = None,
 ) -> None:
     """Run trials until the study's budget is used (by all workers together) or the timeout.
 
@@ -229,9 +256,13 @@ def run_trials(
         recover_dead_trials(study, storage)
         with gate():
             trials = study.get_trials(deepcopy=False)
-            waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
-            if budget_used(trials) >= n_trials or (grid and waiting == 0):
+            if budget_used(trials) >= n_trials:
                 return
+            if grid is not None and not any(t.state == TrialState.WAITING for t in trials):
+                point = grid.next_point(trials)
+                if point is None:
+                    return
+                study.enqueue_trial(point)
             trial = study.ask()
             trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
         with _heartbeat(storage, study, trial) if storage is not None else contextlib.nullcontext():

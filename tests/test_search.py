@@ -7,20 +7,22 @@ import math
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import nas
 from nas._config import ConfigError, compose
 from nas._report import hypervolume, pareto_front, rows_of
-from nas._search import run_search
+from nas._search import make_space_from_config, run_search
 
 # A tiny MBConv space on synthetic data, so that a trial takes about a second.
 TINY = [
     "conf=mbconv_pareto",
     "data=synthetic",
     "data.synthetic_size=160",
-    "space.resolution=16",
+    "space.resolution=32",
     "space.width_mult=0.25",
+    "space.depth_mult=0.5",
     "space.kernel=[3]",
     "space.expand=[1,3]",
     "space.se=[0.0]",
@@ -45,7 +47,7 @@ def test_search_records_every_trial_and_writes_results(tmp_path):
     for t in trials:
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         a = t.user_attrs
-        assert set(a["genotype"]) == set(nas.make_space("mbconv", resolution=16).grid())
+        assert set(a["genotype"]) == set(nas.make_space("mbconv", resolution=32).grid())
         if t.state == TrialState.COMPLETE and a.get("duplicate_of") is None:
             assert a["params"] > 0 and a["macs"] > 0
             assert a["latency"]["median_ms"] > 0 and a["latency"]["runs"] >= 1
@@ -55,7 +57,7 @@ def test_search_records_every_trial_and_writes_results(tmp_path):
     assert doc["front"], "a search with complete trials has a non-empty front"
     for rec in doc["front"]:
         model = nas.build_model(tmp_path / rec["arch_file"]).eval()
-        assert model(__import__("torch").zeros(1, 3, 16, 16)).shape == (1, 10)
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, doc["num_classes"])
     assert (tmp_path / "trials.csv").read_text().count("\n") == 6
 
 
@@ -93,9 +95,7 @@ def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
 
 def test_constraint_violating_trials_are_infeasible_and_off_the_front(tmp_path):
     # A params limit between the smallest and largest networks of the space.
-    space = nas.make_space(
-        "mbconv", resolution=16, width_mult=0.25, kernel=[3], expand=[1, 3], se=[0.0]
-    )
+    space = make_space_from_config(tiny().space)
     sizes = sorted(
         sum(p.numel() for p in space.build(space.random_genotype(i), num_classes=10).parameters())
         for i in range(30)
@@ -216,8 +216,16 @@ def test_bad_config_values_name_the_key(tmp_path, override, message):
         run_search(tiny(override), run_dir=tmp_path)
 
 
+def test_resolution_below_the_networks_stride_fails_before_any_trial(tmp_path):
+    with pytest.raises(
+        ValueError, match="resolution 16 is smaller than the network's total stride 32"
+    ):
+        run_search(tiny("space.resolution=16"), run_dir=tmp_path)
+    assert not (tmp_path / "study.journal").exists()
+
+
 def test_misspelt_key_fails_at_composition():
-    from omegaconf.errors import ConfigCompositionException
+    from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException, match="n_trails"):
         compose([*TINY, "search.n_trails=3"])
