@@ -30,7 +30,14 @@ from nas._config import (
 )
 from nas._profile import profile
 from nas._space import Genotype, SearchSpace, make_space
-from nas._workers import budget_used, enqueue_grid, make_gate, run_trials, worker_alive
+from nas._workers import (
+    GridOrder,
+    budget_used,
+    make_gate,
+    run_trials,
+    sqlalchemy_url,
+    worker_alive,
+)
 
 ACCURACY = "accuracy"
 LATENCY = "latency_ms"
@@ -79,8 +86,8 @@ def make_sampler(
         "random": optuna.samplers.RandomSampler,
     }
     if name == "grid":
-        # Every grid point is enqueued once (nas._workers.enqueue_grid) and waiting trials carry
-        # their parameters, so the sampler only fills in nothing. Optuna's GridSampler is not
+        # Grid points are enqueued one by one (nas._workers.GridOrder) and waiting trials carry
+        # their parameters, so the sampler fills in nothing. Optuna's GridSampler is not
         # used: it races between workers and calls study.stop(), which ask/tell forbids.
         check_options(lambda: None, options, group="sampler")
         return optuna.samplers.RandomSampler(seed=seed)
@@ -385,11 +392,11 @@ def make_storage(
             failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
         )
     try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(scheme), **kwargs)
-    except ModuleNotFoundError as err:
+        return RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme), **kwargs)
+    except ImportError:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        hint = "pip install 'nas[postgres]'" if scheme.startswith("postgres") else "install one"
         raise ConfigError(
-            f"storage.url: the {scheme} driver is not installed ({err.name}); "
-            "pip install 'nas[postgres]'"
+            f"storage.url: no {scheme} driver is installed for {_redact(url)}; {hint}"
         ) from None
     except Exception as err:  # SQLAlchemy raises many types for unreachable servers
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -501,11 +508,15 @@ def open_study(
         "num_classes": num_classes,
         "objective": s.objective,
     }
-    recorded = {k: study.user_attrs.get(k) for k in identity}
-    if all(v is None for v in recorded.values()):
-        for k, v in identity.items():
-            study.set_user_attr(k, json.loads(json.dumps(v)))
-    elif recorded != json.loads(json.dumps(identity)):
+    # Under the gate: workers started together would otherwise read each other's half-written
+    # identity and refuse the study.
+    with make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)():
+        recorded = {k: study.user_attrs.get(k) for k in identity}
+        if all(v is None for v in recorded.values()):
+            for k, v in identity.items():
+                study.set_user_attr(k, json.loads(json.dumps(v)))
+            recorded = json.loads(json.dumps(identity))
+    if recorded != json.loads(json.dumps(identity)):
         changed = next(k for k in identity if recorded[k] != json.loads(json.dumps(identity[k])))
         raise ConfigError(
             f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
@@ -564,11 +575,25 @@ def _prepare(cfg: DictConfig, run_dir: Path) -> tuple[SearchSpace, Objective, op
     check_options(
         measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution")
     )
-    objective.num_classes = objective.data_for(space.resolution).num_classes
+    data = objective.data_for(space.resolution)
+    objective.num_classes = data.num_classes
+    _check_space_fits(space, data)
     study, storage = open_study(
         cfg, run_dir=run_dir, space=space, num_classes=objective.num_classes
     )
     return space, objective, study, storage
+
+
+def _check_space_fits(space: SearchSpace, data: Any) -> None:
+    """Fail before the study when the space's networks cannot take the data's resolution."""
+    from nas._data import check_resolution
+
+    genotype = space.random_genotype(0)
+    model = space.build(genotype, num_classes=data.num_classes)
+    try:
+        check_resolution(model, space.resolution_of(genotype))
+    except ValueError as err:
+        raise ConfigError(f"space.resolution: {err}") from None
 
 
 def _trial_loop(
@@ -581,9 +606,7 @@ def _trial_loop(
 ) -> None:
     s = cfg.search
     gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
-    grid = cfg.sampler.name == "grid"
-    if grid:
-        enqueue_grid(study, objective.space.grid(), seed=s.seed, gate=gate)
+    grid = GridOrder(objective.space.grid(), seed=s.seed) if cfg.sampler.name == "grid" else None
     run_trials(
         study,
         objective,
