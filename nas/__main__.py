@@ -30,6 +30,9 @@ def _search(argv: Sequence[str]) -> int:
 
     from nas._config import CONF_DIR
 
+    failed = _preflight(argv)
+    if failed is not None:
+        return failed
     status = {"code": 0}
 
     def task(cfg: DictConfig) -> None:
@@ -38,6 +41,37 @@ def _search(argv: Sequence[str]) -> int:
     sys.argv = ["python -m nas search", *argv]
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(task)()
     return status["code"]
+
+
+def _preflight(argv: Sequence[str]) -> int | None:
+    """Compose the config and create the run directory before Hydra does, to report bad
+    overrides and unwritable directories in one line (Hydra prints a traceback for the latter).
+
+    Skipped when Hydra's own flags (--help, --cfg, -m, ...) are given: Hydra handles those.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    from hydra.errors import HydraException, MissingConfigException
+
+    from nas._config import compose
+
+    try:
+        cfg = compose(list(argv), return_hydra_config=True)
+    except MissingConfigException as err:
+        first = str(err).strip().splitlines()[0]
+        options = f"; available: {', '.join(err.options)}" if err.options else ""
+        return _fail("search", ValueError(first + options))
+    except (HydraException, ValueError) as err:  # bad overrides; keep Hydra's first two lines
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        return _fail("search", ValueError(" ".join(lines[:2])))
+    run_dir = Path(str(cfg.hydra.run.dir))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return _fail(
+            "search", ValueError(f"cannot create output directory {run_dir} ({err.strerror})")
+        )
+    return None
 
 
 def run_task(cfg) -> int:

@@ -195,7 +195,12 @@ def call_with_options(
     return fn(**options, **extra)
 
 
-def compose(overrides: list[str] | None = None, *, config_name: str = "config") -> DictConfig:
+def compose(
+    overrides: list[str] | None = None,
+    *,
+    config_name: str = "config",
+    return_hydra_config: bool = False,
+) -> DictConfig:
     """Compose the search config as ``python -m nas search`` would, without running it.
 
     Hydra's ``hydra:`` interpolations are not available outside a run; the run directory must
@@ -210,4 +215,8 @@ def compose(overrides: list[str] | None = None, *, config_name: str = "config") 
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+        return hydra_compose(
+            config_name=config_name,
+            overrides=list(overrides or []),
+            return_hydra_config=return_hydra_config,
+        )
