@@ -66,7 +66,7 @@ def test_statistics_are_positive_finite_and_serialisable():
     assert (r.batch_size, r.resolution, r.reference, r.reference_resolution) == (
         1,
         32,
-        "default",
+        "efficientnet_b0",
         32,
     )
     d = json.loads(json.dumps(r.to_dict()))
@@ -215,6 +215,7 @@ def test_config_files_hold_exactly_the_keywords():
 def test_reference_model_is_fixed():
     a, b = reference_model(), reference_model()
     assert not a.training
+    assert sum(p.numel() for p in a.parameters()) == 5288548  # EfficientNet-B0
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
