@@ -574,8 +574,9 @@ def _measure(
             now = time.perf_counter()
             last_round = now - round_start
             # Stop before a round that would overrun the budget (the last round's length
-            # predicts the next one's).
-            if budget is not None and now - start + last_round > budget:
+            # predicts the next one's; the closing reference run must fit too).
+            closing = ref_samples[rounds - 1, 0] if ref_net is not None else 0.0
+            if budget is not None and now - start + last_round + closing > budget:
                 break
             if rounds >= settings.min_rounds and _converged(
                 samples[:rounds, :, clock],
@@ -841,6 +842,14 @@ class LatencyTable:
         missing: dict[str, tuple[nn.Module, tuple[int, ...], tuple[int, ...]]] = {}
         for model in models:
             missing.update(self._walk(model, resolution, batch_size)[1])
+        self._measure_units(missing, resolution, batch_size)
+
+    def _measure_units(
+        self,
+        missing: dict[str, tuple[nn.Module, tuple[int, ...], tuple[int, ...]]],
+        resolution: int,
+        batch_size: int,
+    ) -> None:
         if not missing:
             return
         settings = self._settings
@@ -873,8 +882,9 @@ class LatencyTable:
     def _lookup(self, model: nn.Module, resolution: int, batch_size: int | None) -> list[dict]:
         batch = self._settings.batch_size if batch_size is None else batch_size
         _check_resolution(resolution, [model])
-        self._fill([model], resolution, batch)
-        keys, _ = self._walk(model, resolution, batch)
+        # One walk: a missing unit's key is already known, only its figure is to be measured.
+        keys, missing = self._walk(model, resolution, batch)
+        self._measure_units(missing, resolution, batch)
         entries = self._space["entries"]
         return [entries[k] for k in keys]
 
