@@ -1,0 +1,572 @@
+"""Accuracy evaluators: short proxy training, and two training-free scores.
+
+An evaluator is a callable ``evaluator(model, data, *, device, on_epoch) -> AccuracyResult``
+built by :func:`make_evaluator` from the options of ``conf/evaluator/<name>.yaml``:
+
+* ``proxy``: trains the model for a small budget and returns its validation accuracy, with
+  the per-epoch curve; ``on_epoch`` lets the search stop a trial that is clearly dominated.
+* ``synflow`` and ``jacob_cov``: training-free scores (higher is better) computed on a deep
+  copy of the model in well under a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas._data import Dataset, check_resolution
+
+OnEpoch = Callable[[int, float], bool]
+
+
+@dataclass
+class AccuracyResult:
+    """What an evaluator measured.
+
+    Attributes:
+        accuracy: validation accuracy in [0, 1] (the last epoch's); for a training-free
+            evaluator, its score (higher is better, not a probability).
+        curve: validation accuracy after each epoch (empty for training-free scores).
+        seconds: wall-clock seconds of the whole evaluation.
+        epochs: epochs run (a partial last epoch of a ``max_steps`` budget counts as one).
+        stopped: whether ``on_epoch`` returned True (training stopped after that epoch).
+        evaluator: the evaluator's name.
+        losses: mean training loss of each epoch.
+        steps: optimiser steps taken.
+    """
+
+    accuracy: float
+    curve: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    epochs: int = 0
+    stopped: bool = False
+    evaluator: str = ""
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (for trial user attributes and result files)."""
+        return asdict(self)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss (or a score came out non-finite): the trial failed.
+
+    The message gives the epoch, the step and the value, so the failure can be recorded as
+    the trial's reason instead of a silent zero accuracy.
+    """
+
+
+class Evaluator(ABC):
+    """Base of the evaluators; dataclass fields are the options of ``conf/evaluator/<name>``."""
+
+    name: ClassVar[str] = ""
+
+    def options(self) -> dict[str, Any]:
+        """The options this evaluator was made with."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @abstractmethod
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+    ) -> AccuracyResult:
+        """Evaluate ``model`` on ``data``."""
+
+
+def _check_number(key: str, value: object, *, minimum: float, integer: bool) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"evaluator option {key} must be {kind} >= {minimum}, got {value!r}")
+
+
+def _resolve_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda[:index]'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available here (no CUDA GPU); use 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; use 'cpu' or 'cuda[:index]'")
+    return dev
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch inside, and leave the caller's random state as it was."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _logits(output: torch.Tensor | tuple[torch.Tensor, Any]) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@dataclass(frozen=True)
+class ProxyEvaluator(Evaluator):
+    """Proxy accuracy: a short real training run, then validation accuracy.
+
+    The model is trained in place (and left on ``device``). On CPU nothing but the seed
+    decides the result: the same model weights, data and seed give the same accuracy. On CUDA
+    the forward runs under autocast (``amp``) and the model and batches use channels_last.
+
+    Args:
+        epochs: training epochs (the budget, unless ``max_steps`` is set).
+        max_steps: a budget in optimiser steps instead of epochs (the last epoch may be partial).
+        train_size: train on a seeded random subset of this many training images.
+        batch_size: training batch size.
+        optimizer: ``sgd`` (Nesterov momentum) or ``adamw``.
+        lr: peak learning rate, annealed to zero by a cosine schedule over the budget.
+        momentum: SGD momentum.
+        weight_decay: decoupled for AdamW, L2 for SGD.
+        label_smoothing: cross-entropy label smoothing.
+        bn_recalibration: before each validation, re-estimate BatchNorm statistics from this many
+            training batches (0 = off). After a few hundred steps the running averages still lag
+            the fast-moving weights and eval-mode accuracy can fall to chance; recalibrating
+            (as once-for-all / single-path NAS do for their sub-networks) fixes it cheaply.
+        eval_batch_size: batch size of the validation passes.
+        seed: seeds the shuffling and every random layer (dropout, stochastic depth).
+        amp: CUDA only: ``bf16``, ``fp16`` (with a gradient scaler) or ``off``.
+        channels_last: CUDA only: use the channels_last memory format.
+        threads: torch CPU threads during the call (``None`` keeps torch's setting).
+
+    Example:
+        >>> import nas, torch
+        >>> from nas._data import load_data
+        >>> from nas._proxy import make_evaluator
+        >>> data = load_data(name="synthetic", resolution=32)
+        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> _ = torch.manual_seed(0)
+        >>> model = space.build(space.random_genotype(0), num_classes=10)
+        >>> result = make_evaluator(name="proxy", epochs=1)(model, data)
+        >>> result.epochs, len(result.curve)
+        (1, 1)
+    """
+
+    name: ClassVar[str] = "proxy"
+
+    epochs: int = 3
+    max_steps: int | None = None
+    train_size: int | None = None
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    label_smoothing: float = 0.1
+    bn_recalibration: int = 8
+    eval_batch_size: int = 256
+    seed: int = 0
+    amp: str = "bf16"
+    channels_last: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("epochs", self.epochs, minimum=1, integer=True)
+        for key in ("max_steps", "train_size", "threads"):
+            if getattr(self, key) is not None:
+                _check_number(key, getattr(self, key), minimum=1, integer=True)
+        _check_number("batch_size", self.batch_size, minimum=2, integer=True)
+        _check_number("eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
+        _check_number("bn_recalibration", self.bn_recalibration, minimum=0, integer=True)
+        _check_number("seed", self.seed, minimum=0, integer=True)
+        _check_number("momentum", self.momentum, minimum=0, integer=False)
+        _check_number("weight_decay", self.weight_decay, minimum=0, integer=False)
+        _check_number("label_smoothing", self.label_smoothing, minimum=0, integer=False)
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"evaluator option lr must be a number > 0, got {self.lr!r}")
+        if self.label_smoothing >= 1:
+            raise ValueError(
+                f"evaluator option label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(
+                f"evaluator option optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}"
+            )
+        if self.amp not in ("bf16", "fp16", "off"):
+            raise ValueError(
+                f"evaluator option amp must be 'bf16', 'fp16' or 'off', got {self.amp!r}"
+            )
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(
+                f"evaluator option channels_last must be true or false, got {self.channels_last!r}"
+            )
+
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+    ) -> AccuracyResult:
+        """Train ``model`` on ``data`` for the budget and return its validation accuracy.
+
+        Raises:
+            NonFiniteLossError: a training loss was NaN or infinite.
+            ValueError: an unknown device, a resolution below the network's total stride, or
+                fewer model outputs than classes.
+        """
+        dev = _resolve_device(device)
+        check_resolution(model, data.resolution)
+        start = time.perf_counter()
+        with _threads(self.threads), _seeded(self.seed, dev):
+            result = self._train(model, data, dev, on_epoch)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _train(
+        self, model: nn.Module, data: Dataset, dev: torch.device, on_epoch: OnEpoch | None
+    ) -> AccuracyResult:
+        cuda = dev.type == "cuda"
+        fmt = torch.channels_last if cuda and self.channels_last else torch.contiguous_format
+        model.to(device=dev, memory_format=fmt)
+        gen = torch.Generator().manual_seed(self.seed)
+        x_train, y_train = data.x_train, data.y_train
+        if self.train_size is not None and self.train_size < len(y_train):
+            keep = torch.randperm(len(y_train), generator=gen)[: self.train_size]
+            x_train, y_train = x_train[keep], y_train[keep]
+        if cuda:
+            x_train, y_train = x_train.to(dev), y_train.to(dev)
+            x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
+        else:
+            x_val, y_val = data.x_val, data.y_val
+        n = len(y_train)
+        batch = min(self.batch_size, n)
+        # A last batch of one sample breaks BatchNorm in training; drop the incomplete one.
+        steps_per_epoch = n // batch
+        total_steps = self.max_steps or self.epochs * steps_per_epoch
+        epochs = math.ceil(total_steps / steps_per_epoch)
+
+        optimizer = self._optimizer(model)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
+        use_amp = cuda and amp_dtype is not None
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype is torch.float16)
+        aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
+
+        def autocast() -> contextlib.AbstractContextManager[Any]:
+            if use_amp:
+                return torch.autocast(device_type="cuda", dtype=amp_dtype)
+            return contextlib.nullcontext()
+
+        result = AccuracyResult(accuracy=0.0, evaluator=self.name)
+        step = 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            if cuda:
+                order = order.to(dev)
+            loss_sum = torch.zeros((), device=dev)
+            epoch_steps = min(steps_per_epoch, total_steps - step)
+            for b in range(epoch_steps):
+                idx = order[b * batch : (b + 1) * batch]
+                xb = x_train[idx].contiguous(memory_format=fmt)
+                yb = y_train[idx]
+                with autocast():
+                    output = model(xb)
+                    logits = _logits(output)
+                    if step == 0:
+                        _check_outputs(logits, data.num_classes)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=self.label_smoothing)
+                    if isinstance(output, tuple):
+                        loss = loss + aux_weight * sum(
+                            F.cross_entropy(a, yb, label_smoothing=self.label_smoothing)
+                            for a in output[1]
+                        )
+                value = loss.detach().float()
+                if not torch.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"non-finite training loss {value.item()} at epoch {epoch}, step "
+                        f"{step + 1} (lr={schedule.get_last_lr()[0]:.3g}); the trial failed"
+                    )
+                loss_sum += value
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                step += 1
+            if self.bn_recalibration:
+                batches = [
+                    x_train[order[b * batch : (b + 1) * batch]].contiguous(memory_format=fmt)
+                    for b in range(min(self.bn_recalibration, steps_per_epoch))
+                ]
+                _recalibrate_bn(model, batches, autocast)
+            accuracy = _accuracy(model, x_val, y_val, self.eval_batch_size, fmt, autocast)
+            result.curve.append(accuracy)
+            result.losses.append(float(loss_sum) / max(1, epoch_steps))
+            result.epochs = epoch
+            if on_epoch is not None and on_epoch(epoch, accuracy):
+                result.stopped = True
+                break
+        result.accuracy = result.curve[-1]
+        result.steps = step
+        return result
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=self.momentum > 0,
+            weight_decay=self.weight_decay,
+        )
+
+
+def _check_outputs(logits: torch.Tensor, num_classes: int) -> None:
+    if logits.ndim != 2 or logits.shape[1] < num_classes:
+        raise ValueError(
+            f"the model outputs shape {tuple(logits.shape)} but the data has {num_classes} "
+            f"classes; build the model with num_classes={num_classes}"
+        )
+
+
+def _recalibrate_bn(
+    model: nn.Module,
+    batches: list[torch.Tensor],
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> None:
+    """Replace BatchNorm running statistics by their exact average over ``batches``."""
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not norms:
+        return
+    # Everything else in eval mode, so the statistics are those of the eval-mode network
+    # (no dropout, no stochastic depth).
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    with torch.no_grad(), autocast():
+        for xb in batches:
+            model(xb)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def _accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    fmt: torch.memory_format,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)
+    with torch.inference_mode(), autocast():
+        for i in range(0, len(y), batch_size):
+            logits = _logits(model(x[i : i + batch_size].contiguous(memory_format=fmt)))
+            correct += (logits.argmax(dim=1) == y[i : i + batch_size]).sum()
+    return int(correct) / len(y)
+
+
+@dataclass(frozen=True)
+class SynflowEvaluator(Evaluator):
+    """SynFlow score: data-free, higher is better; reported as log10 of the sum.
+
+    Tanaka et al. 2020, "Pruning neural networks without any data by iteratively conserving
+    synaptic flow" (NeurIPS), used as a zero-cost NAS proxy by Abdelfattah et al. 2021,
+    "Zero-Cost Proxies for Lightweight NAS" (ICLR). As in the latter's reference code: on a
+    copy without BatchNorm, in float64, every parameter replaced by its absolute value, an
+    all-ones input, R = sum of the outputs; score = sum over conv and linear weights of
+    |θ ⊙ ∂R/∂θ|. The log keeps the figure readable (raw sums reach 1e30 and more) and ranks
+    the same.
+
+    Example:
+        >>> import nas
+        >>> from nas._data import load_data
+        >>> from nas._proxy import make_evaluator
+        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> model = space.build(space.random_genotype(0), num_classes=10)
+        >>> data = load_data(name="synthetic", resolution=32)
+        >>> make_evaluator(name="synflow")(model, data).epochs
+        0
+    """
+
+    name: ClassVar[str] = "synflow"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+    ) -> AccuracyResult:
+        """Score a deep copy of ``model`` (the model itself is not changed)."""
+        dev = _resolve_device(device)
+        check_resolution(model, data.resolution)
+        start = time.perf_counter()
+        net = _without_batchnorm(copy.deepcopy(model)).to(device=dev, dtype=torch.float64)
+        net.eval()
+        with torch.no_grad():
+            for p in net.state_dict().values():
+                p.abs_()
+        net.zero_grad(set_to_none=True)
+        ones = torch.ones((1, 3, data.resolution, data.resolution), dtype=torch.float64, device=dev)
+        _logits(net(ones)).sum().backward()
+        raw = 0.0
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.grad is not None:
+                    raw += float((m.weight * m.weight.grad).abs().sum())
+        if not math.isfinite(raw) or raw <= 0:
+            raise NonFiniteLossError(
+                f"synflow sum is {raw} (float64 overflow or a dead network); cannot score"
+            )
+        return AccuracyResult(
+            accuracy=math.log10(raw), seconds=time.perf_counter() - start, evaluator=self.name
+        )
+
+
+def _without_batchnorm(net: nn.Module) -> nn.Module:
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(net, name, nn.Identity())
+        else:
+            _without_batchnorm(child)
+    return net
+
+
+@dataclass(frozen=True)
+class JacobCovEvaluator(Evaluator):
+    """jacob_cov score: correlation of input Jacobians over a batch; higher is better.
+
+    Mellor et al. 2021, "Neural Architecture Search without Training" (ICML; the Jacobian
+    covariance score of arXiv:2006.04647v1), as in Abdelfattah et al. 2021's reference code:
+    J = ∂(sum of outputs)/∂x per image of a batch (the model in training mode, so BatchNorm
+    uses batch statistics), C = corrcoef(J), eigenvalues λ of C, k = 1e-5;
+    score = -Σ [log(λ + k) + 1/(λ + k)]. Computed on a deep copy.
+
+    Args:
+        batch_size: images in the batch (drawn from the training split with ``seed``).
+        seed: seeds the batch and every random layer.
+
+    Example:
+        >>> import nas
+        >>> from nas._data import load_data
+        >>> from nas._proxy import make_evaluator
+        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> model = space.build(space.random_genotype(0), num_classes=10)
+        >>> data = load_data(name="synthetic", resolution=32)
+        >>> make_evaluator(name="jacob_cov", batch_size=32)(model, data).curve
+        []
+    """
+
+    name: ClassVar[str] = "jacob_cov"
+
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_number("batch_size", self.batch_size, minimum=2, integer=True)
+        _check_number("seed", self.seed, minimum=0, integer=True)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+    ) -> AccuracyResult:
+        """Score a deep copy of ``model`` (the model itself is not changed)."""
+        dev = _resolve_device(device)
+        check_resolution(model, data.resolution)
+        start = time.perf_counter()
+        net = copy.deepcopy(model).to(dev)
+        net.train()
+        gen = torch.Generator().manual_seed(self.seed)
+        n = min(self.batch_size, len(data.y_train))
+        idx = torch.randperm(len(data.y_train), generator=gen)[:n]
+        x = data.x_train[idx].to(dev).requires_grad_(True)
+        with _seeded(self.seed, dev):
+            out = _logits(net(x))
+        out.backward(torch.ones_like(out))
+        jacobian = x.grad.reshape(n, -1).double().cpu().numpy()  # type: ignore[union-attr]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.corrcoef(jacobian)
+        k = 1e-5
+        eig = np.clip(np.linalg.eigvalsh(corr), 0.0, None) if np.isfinite(corr).all() else None
+        score = float(-np.sum(np.log(eig + k) + 1.0 / (eig + k))) if eig is not None else math.nan
+        if not math.isfinite(score):
+            raise NonFiniteLossError(
+                "jacob_cov score is not finite (an input Jacobian is constant over the batch)"
+            )
+        return AccuracyResult(
+            accuracy=score, seconds=time.perf_counter() - start, evaluator=self.name
+        )
+
+
+#: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
+EVALUATORS: dict[str, type[Evaluator]] = {
+    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator)
+}
+
+
+def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
+    """Make the evaluator ``name`` from its options (the keys of its config file).
+
+    Raises:
+        ValueError: an unknown name (listing the known ones), an unknown option (listing the
+            allowed ones) or a bad option value.
+
+    Example:
+        >>> from nas._proxy import make_evaluator
+        >>> make_evaluator(name="proxy", epochs=2).epochs
+        2
+    """
+    if name not in EVALUATORS:
+        raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(EVALUATORS)}")
+    cls = EVALUATORS[name]
+    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"evaluator {name!r} has no option {unknown[0]!r}; allowed: "
+            f"{', '.join(allowed) if allowed else 'none'}"
+        )
+    return cls(**options)
