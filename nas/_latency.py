@@ -31,9 +31,9 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -564,6 +564,7 @@ def _measure(
                 ref_net(ref_input)
             for net, x in zip(nets, inputs, strict=True):
                 net(x)
+        recent: deque[float] = deque(maxlen=5)
         while rounds < settings.max_rounds:
             round_start = time.perf_counter()
             if ref_net is not None:
@@ -572,11 +573,12 @@ def _measure(
                 samples[rounds, j] = timed(lambda net=net, x=x: net(x))
             rounds += 1
             now = time.perf_counter()
-            last_round = now - round_start
-            # Stop before a round that would overrun the budget (the last round's length
-            # predicts the next one's; the closing reference run must fit too).
+            recent.append(now - round_start)
+            # Stop before a round that would overrun the budget: the longest of the recent
+            # rounds bounds the next one (preemption makes single rounds run long), and the
+            # closing reference run must fit too.
             closing = ref_samples[rounds - 1, 0] if ref_net is not None else 0.0
-            if budget is not None and now - start + last_round + closing > budget:
+            if budget is not None and now - start + max(recent) + closing > budget:
                 break
             if rounds >= settings.min_rounds and _converged(
                 samples[:rounds, :, clock],
@@ -638,7 +640,6 @@ def _converged(samples: np.ndarray, ref: np.ndarray | None, settings: _Settings)
 
 # --------------------------------------------------------------------------- lookup table
 
-_IDENTITY_IN_EVAL = re.compile(r"((?:Alpha|Feature)?Dropout\d?d?|StochasticDepth)\(p=[^,)]*")
 _TABLE_VERSION = 1
 _UNITS_PER_ROUND = 20
 
@@ -655,8 +656,19 @@ def unit_key(unit: nn.Module, input_shape: Sequence[int]) -> str:
     """
     params = next(unit.parameters(), None)
     dtype = str(params.dtype) if params is not None else "none"
-    config = _IDENTITY_IN_EVAL.sub(r"\1(p=*", repr(unit))
+    # The modules' names, types and extra_repr() are what repr() prints, without its costly
+    # re-indenting (predictions must stay far cheaper than measurements).
+    config = ";".join(
+        f"{name}={type(m).__name__}({'' if _identity_in_eval(m) else m.extra_repr()})"
+        for name, m in unit.named_modules()
+    )
     return f"{type(unit).__qualname__}|in={tuple(int(s) for s in input_shape)}|{dtype}|{config}"
+
+
+def _identity_in_eval(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.dropout._DropoutNd) or (
+        type(module).__name__ == "StochasticDepth"
+    )
 
 
 def _latency_units(model: nn.Module) -> list[nn.Module]:
