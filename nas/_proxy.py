@@ -182,7 +182,7 @@ class ProxyEvaluator(Evaluator):
     train_size: int | None = None
     batch_size: int = 64
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
