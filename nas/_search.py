@@ -312,7 +312,8 @@ class Objective:
         """Copy a previous identical trial's record instead of evaluating again."""
         origin = previous.user_attrs.get("duplicate_of", previous.number)
         for name, value in previous.user_attrs.items():
-            if name not in ("genotype", "genotype_key", "duplicate_of"):
+            # "worker" stays this trial's own: dead-worker recovery reads it.
+            if name not in ("genotype", "genotype_key", "duplicate_of", "worker", "retry_of"):
                 trial.set_user_attr(name, value)
         trial.set_user_attr("duplicate_of", origin)
         if previous.state == TrialState.PRUNED:
@@ -509,18 +510,28 @@ def open_study(
         "objective": s.objective,
     }
     # Under the gate: workers started together would otherwise read each other's half-written
-    # identity and refuse the study.
+    # identity and refuse the study, and could draw the same worker number.
     with make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)():
         recorded = {k: study.user_attrs.get(k) for k in identity}
         if all(v is None for v in recorded.values()):
             for k, v in identity.items():
                 study.set_user_attr(k, json.loads(json.dumps(v)))
             recorded = json.loads(json.dumps(identity))
+        if recorded == json.loads(json.dumps(identity)):
+            starts = int(study.user_attrs.get("worker_starts", 0))
+            study.set_user_attr("worker_starts", starts + 1)
     if recorded != json.loads(json.dumps(identity)):
         changed = next(k for k in identity if recorded[k] != json.loads(json.dumps(identity[k])))
         raise ConfigError(
             f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
             "the same space and data, or choose another study_name"
+        )
+    if starts:
+        # Each worker that ever opened the study samples with its own seed: workers started with
+        # the same command (or a resumed run) would otherwise propose the same networks in the
+        # same order and spend the budget on duplicates. The first worker keeps search.seed.
+        study.sampler = make_sampler(
+            to_dict(cfg.sampler), space=space, seed=s.seed + starts, constrained=constrained
         )
     return study, storage
 
@@ -626,7 +637,6 @@ def _worker_process(container: dict[str, Any], run_dir: str, index: int) -> None
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(container)
-    cfg.search.seed = cfg.search.seed + index  # distinct samples in each worker
     if cfg.search.threads is not None:
         torch.set_num_threads(cfg.search.threads)
     try:

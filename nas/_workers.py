@@ -227,7 +227,8 @@ class GridOrder:
         random.Random(seed).shuffle(self.points)
 
     def next_point(self, trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
-        used = {_params_key(t.params) for t in trials if t.params}
+        # A trial another worker is sampling has no or partial params: read its enqueued point.
+        used = {_params_key(t.system_attrs.get("fixed_params") or t.params) for t in trials}
         return next((p for p in self.points if _params_key(p) not in used), None)
 
 
