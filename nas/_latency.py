@@ -122,8 +122,8 @@ def reference_model() -> nn.Module:
     and its 21 MB of weights resemble the candidates of an MBConv search, so contention from
     other processes slows it about as much as a typical candidate and the ratio stays put.
     A small cache-resident network was tried first and does not: it is slowed more than the
-    candidates, and two passes over 30 architectures disagreed by 4.6% (median) against
-    0.8% with this one. Its weights come from a fixed seed inside a forked RNG, so building it
+    candidates, and two passes over 30 architectures disagreed by 3.9% (median) against
+    1.6% with this one (``experiments/latency/reference_choice.py``). Its weights come from a fixed seed inside a forked RNG, so building it
     never changes the caller's random stream.
 
     Example:
@@ -243,9 +243,10 @@ def measure_latencies(
 
     Example:
         >>> import nas
-        >>> small, big = nas.efficientnet("b0", num_classes=10), nas.efficientnet("b2")
-        >>> a, b = nas.measure_latencies([small, big], resolution=64, max_seconds=0.5)
-        >>> b.relative > a.relative
+        >>> small, big = nas.efficientnet("b0"), nas.efficientnet("b5")
+        >>> a, b = nas.measure_latencies([small, big], resolution=64, threads=1, clock="cpu",
+        ...                              max_seconds=0.5)
+        >>> b.relative > 2 * a.relative
         True
     """
     if not models:
@@ -706,7 +707,7 @@ class LatencyTable:
 
     A network is predicted as the sum of its ``latency_units()``, each looked up by
     :func:`unit_key` (unit configuration and input shape, batch included) inside a namespace of
-    device, threads, torch version and reference. Unknown units are measured with the table's
+    device, threads, clock, torch version and reference. Unknown units are measured with the table's
     settings (those of :func:`measure_latency`, interleaved with the reference) the first time
     they are needed, and the file is rewritten atomically. With a reference, each unit is stored
     as its ratio to the reference and predicted as ``ratio * reference_ms`` (the median of the
@@ -719,8 +720,10 @@ class LatencyTable:
     Args:
         path: JSON cache file (created when missing); ``None`` keeps the table in memory.
         batch_size: default batch size of :meth:`predict`.
-        **settings: the other keywords of :func:`measure_latency`, used to measure units and
-            networks.
+        device, threads, clock, warmup, min_rounds, max_rounds, target_rel_spread, max_seconds,
+            reference, reference_resolution, steady_allocator: as for :func:`measure_latency`
+            (``max_seconds`` per unit), used to measure units and, in :meth:`validate`,
+            networks. A table with a reference needs a fixed ``reference_resolution``.
 
     Example:
         >>> import nas, tempfile
