@@ -242,6 +242,10 @@ def test_check_resolution_names_both_numbers() -> None:
         ({"num_classes": 5}, r"dataset 'digits' has 10 classes but num_classes=5"),
         ({"resolution": 0}, r"resolution must be an integer >= 1, got 0"),
         ({"train_size": 0}, r"train_size must be an integer >= 1"),
+        (
+            {"name": "synthetic", "synthetic_size": 5},
+            r"synthetic_size must be an integer >= 20, got 5",
+        ),
     ],
 )
 def test_bad_options_raise_one_clear_error(kwargs: dict[str, object], match: str) -> None:
