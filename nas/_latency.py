@@ -222,7 +222,7 @@ def measure_latency(
 def measure_latencies(
     models: Sequence[nn.Module],
     *,
-    resolution: int,
+    resolution: int | Sequence[int],
     batch_size: int = 1,
     device: str = "cpu",
     threads: int | None = None,
@@ -239,7 +239,9 @@ def measure_latencies(
     """Measure several networks in the same rounds (one run of each, and of the reference, per
     round); the settings are those of :func:`measure_latency`, ``max_seconds`` per network.
 
-    Rounds continue until every network meets ``target_rel_spread``.
+    ``resolution`` may give one resolution per network (a compound-scaled family); the
+    reference then needs a fixed ``reference_resolution``. Rounds continue until every network
+    meets ``target_rel_spread``.
 
     Example:
         >>> import nas
@@ -265,9 +267,28 @@ def measure_latencies(
         reference_resolution=reference_resolution,
         steady_allocator=steady_allocator,
     )
-    _check_resolution(resolution, models)
-    shape = (settings.batch_size, 3, resolution, resolution)
-    return _measure([(m, shape) for m in models], settings=settings, resolution=resolution)
+    if isinstance(resolution, Sequence):
+        resolutions = [*resolution]
+        if len(resolutions) != len(models):
+            raise ValueError(
+                f"resolution must be one integer or one per model ({len(models)}), "
+                f"got {len(resolutions)} values"
+            )
+    else:
+        resolutions = [resolution] * len(models)
+    for res, m in zip(resolutions, models, strict=True):
+        _check_resolution(res, [m])
+    if (
+        settings.reference is not None
+        and reference_resolution is None
+        and len(set(resolutions)) > 1
+    ):
+        raise ValueError(
+            "reference_resolution must be an integer when the networks' resolutions differ"
+        )
+    b = settings.batch_size
+    items = [(m, (b, 3, r, r)) for m, r in zip(models, resolutions, strict=True)]
+    return _measure(items, settings=settings, resolutions=resolutions)
 
 
 # --------------------------------------------------------------------------- settings
@@ -532,9 +553,12 @@ def _measure(
     items: Sequence[tuple[nn.Module, tuple[int, ...]]],
     *,
     settings: _Settings,
-    resolution: int,
+    resolutions: Sequence[int],
 ) -> list[LatencyResult]:
-    """Time ``items`` (module, input shape) in interleaved rounds with the reference."""
+    """Time ``items`` (module, input shape) in interleaved rounds with the reference.
+
+    ``resolutions`` (one per item) is what the results record as their resolution.
+    """
     dev = settings.device
     if settings.steady_allocator and dev.type == "cpu":
         _steady_malloc()
@@ -545,7 +569,7 @@ def _measure(
     if settings.reference is not None:
         ref = settings.reference
         ref_net = _prepare(reference_model() if isinstance(ref, str) else ref, dev)
-        ref_res = settings.reference_resolution or resolution
+        ref_res = settings.reference_resolution or resolutions[0]
         ref_input = _random_input((settings.batch_size, 3, ref_res, ref_res), dev)
     timed = _timer(dev, settings.threads)
     n = len(nets)
@@ -615,7 +639,7 @@ def _measure(
                 threads=settings.threads,
                 torch_version=torch.__version__,
                 batch_size=settings.batch_size,
-                resolution=resolution,
+                resolution=resolutions[j],
                 clock=settings.clock,
                 wall_ms=float(np.median(wall[_kept(wall)])),
                 rounds=rounds,
@@ -876,7 +900,7 @@ class LatencyTable:
         # reference runs around a unit stay close in time to it.
         for i in range(0, len(items), _UNITS_PER_ROUND):
             chunk = items[i : i + _UNITS_PER_ROUND]
-            results += _measure(chunk, settings=settings, resolution=resolution)
+            results += _measure(chunk, settings=settings, resolutions=[resolution] * len(chunk))
         entries = self._space["entries"]
         for (k, (unit, shape, out)), r in zip(missing.items(), results, strict=True):
             entries[k] = {

@@ -93,6 +93,19 @@ def test_larger_model_measures_slower_than_a_much_smaller_one():
     assert a.rounds == b.rounds  # interleaved: both ran in the same rounds
 
 
+def test_networks_at_different_resolutions_share_rounds():
+    big_input, small_input = measure_latencies(
+        [wide_net(), wide_net()], resolution=[64, 16], **FAST
+    )
+    assert (big_input.resolution, small_input.resolution) == (64, 16)
+    assert big_input.rounds == small_input.rounds
+    assert big_input.relative > small_input.relative  # 16x the pixels
+    with pytest.raises(ValueError, match="one per model"):
+        measure_latencies([wide_net(), wide_net()], resolution=[64])
+    with pytest.raises(ValueError, match="reference_resolution"):
+        measure_latencies([wide_net()] * 2, resolution=[64, 16], reference_resolution=None)
+
+
 def test_without_reference_there_is_no_relative_figure():
     r = measure_latency(tiny_net(), resolution=32, reference=None, max_seconds=0.2)
     assert r.relative is None and r.reference_ms is None and r.reference is None
