@@ -102,6 +102,7 @@ class ReportConfig:
 
     plots: bool = True
     hv_reference_latency_ms: float | None = None
+    remeasure_front: bool = True
 
 
 @dataclass

@@ -33,6 +33,7 @@ TINY = [
     "latency.max_seconds=0.1",
     "search.progress=false",
     "report.plots=false",
+    "report.remeasure_front=false",
 ]
 
 
