@@ -31,9 +31,11 @@ from nas._config import (
 from nas._profile import profile
 from nas._space import Genotype, SearchSpace, make_space
 from nas._workers import (
+    MAX_RETRIES,
     GridOrder,
     budget_used,
     make_gate,
+    quiet_heartbeat_warnings,
     run_trials,
     sqlalchemy_url,
     worker_alive,
@@ -306,6 +308,9 @@ class Objective:
                 )
             if not running:
                 return None
+            # A twin whose worker on another machine died is only failed through heartbeats.
+            with quiet_heartbeat_warnings():
+                optuna.storages.fail_stale_trials(trial.study)
             time.sleep(poll)
 
     def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, float]:
@@ -361,7 +366,7 @@ def make_storage(
     Optuna's RDB storage (with heartbeats when ``heartbeat_interval`` is set); ``:memory:``
     keeps the study in memory.
     """
-    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     if url == ":memory:":
@@ -386,14 +391,17 @@ def make_storage(
             "sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB or :memory:"
         )
     kwargs: dict[str, Any] = {}
-    if heartbeat_interval:
-        kwargs.update(
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-        )
     try:
-        return RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme), **kwargs)
+        with quiet_heartbeat_warnings():
+            if heartbeat_interval:
+                kwargs.update(
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
+                )
+            return RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme), **kwargs)
     except ImportError:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         hint = "pip install 'nas[postgres]'" if scheme.startswith("postgres") else "install one"
         raise ConfigError(
@@ -699,6 +707,11 @@ def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
                 w.terminate()
                 w.join()
         progress.close()
+        remeasured = (
+            remeasure_front(study, objective)
+            if cfg.report.remeasure_front and not interrupted
+            else {}
+        )
         results = write_results(
             study,
             space=space,
@@ -707,10 +720,30 @@ def _run_search(cfg: DictConfig, run_dir: Path) -> SearchResult:
             plots=cfg.report.plots,
             hv_reference_latency_ms=cfg.report.hv_reference_latency_ms,
             extra={"objective": s.objective, "sampler": cfg.sampler.name},
+            remeasured=remeasured,
         )
         logger.on_results(study, results)
         logger.finish()
     return SearchResult(study=study, run_dir=run_dir, results=results, interrupted=interrupted)
+
+
+def remeasure_front(study: optuna.Study, objective: Objective) -> dict[int, dict[str, Any]]:
+    """Measure the Pareto front's networks again, side by side in the same rounds.
+
+    During the search each network was timed in its own minute, and this machine's speed drifts
+    between minutes; timing the front together makes its latencies comparable with each other.
+    """
+    from nas._latency import measure_latencies
+    from nas._report import pareto_front, rows_of
+
+    front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
+    if len(front) < 2:
+        return {}
+    space, n = objective.space, objective.num_classes
+    models = [space.build(r.genotype, num_classes=n) for r in front]
+    resolutions = [space.resolution_of(r.genotype) for r in front]
+    results = measure_latencies(models, resolution=resolutions, **objective.latency_options)
+    return {r.trial: res.to_dict() for r, res in zip(front, results, strict=True)}
 
 
 def _hydra_run_dir() -> Path:
