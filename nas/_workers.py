@@ -21,9 +21,11 @@ import hashlib
 import itertools
 import os
 import random
+import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,19 @@ def _no_gate() -> Iterator[None]:
     yield
 
 
+@contextlib.contextmanager
+def quiet_heartbeat_warnings() -> Iterator[None]:
+    """Silence Optuna's notices about heartbeats: experimental, and meant for ``optimize``.
+
+    Heartbeats have been "experimental" since Optuna 2.8; the ask/tell loop here records them
+    as ``optimize`` does, so the notice that they belong to ``optimize`` does not apply.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
 def make_gate(
     storage: BaseStorage | None, *, url: str | None, run_dir: Path, study_name: str
 ) -> Callable[[], contextlib.AbstractContextManager[None]]:
@@ -180,15 +195,19 @@ def worker_alive(trial: FrozenTrial) -> bool:
     return worker.get("host") != HOST or _alive(int(worker.get("pid", -1)))
 
 
+#: How often a trial whose worker died is retried before its failure counts towards the budget
+#: (a network that always kills its worker, e.g. through the kernel's OOM killer, must not be
+#: retried forever).
+MAX_RETRIES = 2
+
+
 def recover_dead_trials(study: optuna.Study, storage: BaseStorage | None) -> list[int]:
-    """Fail and re-enqueue RUNNING trials whose worker is gone; returns their numbers."""
+    """Fail and re-enqueue RUNNING trials whose worker is gone; returns their numbers.
+
+    Call it under the gate, so that two workers never recover (and retry) the same trial.
+    """
     if storage is None:
         return []
-    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return sorted(before - after)
     recovered = []
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -196,15 +215,82 @@ def recover_dead_trials(study: optuna.Study, storage: BaseStorage | None) -> lis
             continue
         worker = t.user_attrs.get("worker") or {}
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-            continue  # another worker recovered it first
-        storage.set_trial_user_attr(
-            trial_id, "failure", f"worker {worker.get('pid')} on {HOST} died during the trial"
-        )
-        if t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        retries = int(t.user_attrs.get("retries", 0))
+        retry = bool(t.params) and retries < MAX_RETRIES
+        reason = f"worker {worker.get('pid')} on {HOST} died during the trial"
+        try:
+            # The reason first: a finished trial's attributes can no longer be set.
+            storage.set_trial_user_attr(
+                trial_id, "failure", reason if retry else f"{reason} (not retried again)"
+            )
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all
+        if retry:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "retries": retries + 1})
         recovered.append(t.number)
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
+        # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's
+        # RetryFailedTrialCallback (see nas._search.make_storage).
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with quiet_heartbeat_warnings():
+            optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        recovered += sorted(before - after)
     return recovered
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM stop a worker only at a point where no trial is left half-recorded.
+
+    During a trial's evaluation they raise ``KeyboardInterrupt`` at once (the trial is failed
+    and re-enqueued); during ask, tell, storage writes and the gate they are deferred to the end
+    of that step. Otherwise a signal landing between ``study.ask()`` and recording the worker
+    leaves a RUNNING trial that no one owns and no one can recover. SIGTERM is what a terminal
+    closing, ``kill``, Slurm's time limit and ``search.n_workers``' clean-up send.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.evaluating = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.evaluating:
+            self.evaluating = False
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread
+            return
+        self.pending = False
+        old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+            self.check()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        self.check()
+        self.evaluating = True
+        try:
+            yield
+        finally:
+            self.evaluating = False
+
+
+_INTERRUPTS = _Interrupts()
 
 
 class GridOrder:
@@ -252,10 +338,25 @@ def run_trials(
     A trial's exception is recorded on it (state FAIL) and the loop goes on; Ctrl-C fails the
     running trial, re-enqueues it for a later resume, and propagates.
     """
+    with _INTERRUPTS.installed():
+        _loop(study, objective, storage, gate, n_trials, timeout, callbacks, grid)
+
+
+def _loop(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    storage: BaseStorage | None,
+    gate: Callable[[], contextlib.AbstractContextManager[None]],
+    n_trials: int,
+    timeout: float | None,
+    callbacks: Sequence[Callback],
+    grid: GridOrder | None,
+) -> None:
     start = time.monotonic()
     while timeout is None or time.monotonic() - start < timeout:
-        recover_dead_trials(study, storage)
+        _INTERRUPTS.check()
         with gate():
+            recover_dead_trials(study, storage)
             trials = study.get_trials(deepcopy=False)
             if budget_used(trials) >= n_trials:
                 return
@@ -264,7 +365,8 @@ def run_trials(
                 if point is None:
                     return
                 study.enqueue_trial(point)
-            trial = study.ask()
+            with quiet_heartbeat_warnings():
+                trial = study.ask()
             trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
         with _heartbeat(storage, study, trial) if storage is not None else contextlib.nullcontext():
             frozen = _run_one(study, trial, objective)
@@ -275,13 +377,17 @@ def run_trials(
 def _run_one(
     study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], Any]
 ) -> FrozenTrial:
+    # skip_if_finished: a trial failed by another worker meanwhile (a heartbeat that came too
+    # late) keeps that verdict; its retry evaluates it again.
     try:
-        values = objective(trial)
+        with _INTERRUPTS.evaluation():
+            values = objective(trial)
     except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
+        return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt:
-        trial.set_user_attr("failure", "interrupted (Ctrl-C)")
-        study.tell(trial, state=TrialState.FAIL)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("failure", "interrupted (Ctrl-C)")
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         raise
@@ -290,5 +396,5 @@ def _run_one(
         optuna.logging.get_logger("nas").warning(
             "trial %d failed: %s: %s", trial.number, type(err).__name__, first
         )
-        return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, values)
+        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return study.tell(trial, values, skip_if_finished=True)
