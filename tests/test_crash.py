@@ -1,0 +1,338 @@
+"""Crash safety: kill -9 and resume, Ctrl-C, trials that raise / go NaN / run out of memory,
+and results files that are never seen half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from omegaconf import OmegaConf, open_dict
+from optuna.trial import TrialState
+from torch import nn
+
+import nas
+import nas._space
+from nas._arch import atomic_write_text
+from nas._search import make_storage, run_search
+from nas._workers import retried_numbers
+from tests.test_distributed import (
+    PG_STORAGE,
+    POSTGRES_URL,
+    ROOT,
+    check_budget_exact,
+    check_each_network_evaluated_once,
+    cli_env,
+    describe,
+    journal_study,
+    needs_postgres,
+    pg_study_fixture,  # noqa: F401  (the pg_study fixture)
+    start_cli,
+    wait_for,
+)
+from tests.test_search import TINY, tiny
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _mid_trial(load: Any) -> Any:
+    """A predicate: a trial has finished and another is being evaluated (its network sampled)."""
+
+    def ready() -> bool:
+        trials = load().get_trials(deepcopy=False)
+        done = [t for t in trials if t.state in FINISHED]
+        running = [
+            t for t in trials if t.state == TrialState.RUNNING and "genotype" in t.user_attrs
+        ]
+        return bool(done and running)
+
+    return ready
+
+
+def _check_results(run: Path, trials: list[Any]) -> None:
+    """pareto.json, trials.csv and the front's architecture files are complete and parse."""
+    doc = json.loads((run / "pareto.json").read_text())
+    assert doc["n_trials"] == len(trials)
+    assert doc["front"], "finished trials give a front"
+    lines = (run / "trials.csv").read_text().splitlines()
+    assert len(lines) == len(trials) + 1
+    for rec in doc["front"]:
+        assert nas.load_arch(run / rec["arch_file"]).genotype
+    assert not list(run.rglob("*.tmp")), "no temporary file left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["journal", pytest.param("postgres", marks=needs_postgres)])
+def test_kill_9_mid_search_then_the_same_command_finishes(tmp_path, backend, pg_study):
+    run = tmp_path / "run"
+    if backend == "journal":
+        extra: list[str] = []
+
+        def load() -> optuna.Study:
+            return journal_study(run / "study.journal", "mbconv_pareto")
+    else:
+        extra = [
+            f"storage.url={POSTGRES_URL}",
+            f"search.study_name={pg_study}",
+            "storage.heartbeat_interval=1",
+            "storage.grace_period=3",
+        ]
+
+        def load() -> optuna.Study:
+            return optuna.load_study(study_name=pg_study, storage=PG_STORAGE)
+
+    args = ["search", *TINY, "sampler=random", "search.n_trials=5", f"hydra.run.dir={run}", *extra]
+    proc = start_cli(*args, log=tmp_path / "first.log")
+    wait_for(_mid_trial(load), proc=proc, log=tmp_path / "first.log")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    killed = load().get_trials()
+    finished = {t.number: t for t in killed if t.state in FINISHED}
+    interrupted = {t.number: t for t in killed if t.state == TrialState.RUNNING}
+    assert finished and interrupted, describe(killed)
+
+    again = subprocess.run(
+        [sys.executable, "-m", "nas", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = load().get_trials()
+    by_number = {t.number: t for t in trials}
+    for number, before in finished.items():
+        after = by_number[number]
+        assert (after.state, after.values, after.user_attrs) == (
+            before.state,
+            before.values,
+            before.user_attrs,
+        ), f"finished trial {number} changed"
+    retried = retried_numbers(trials)
+    for number, before in interrupted.items():
+        after = by_number[number]
+        assert after.state == TrialState.FAIL, describe(trials)
+        assert "died" in after.user_attrs.get("failure", ""), describe(trials)
+        assert number in retried, "the interrupted trial is retried"
+        retry = next(
+            t
+            for t in trials
+            if number in (t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial"))
+        )
+        assert retry.params == before.params and retry.state in FINISHED
+    check_budget_exact(trials, 5)
+    check_each_network_evaluated_once(trials)
+    _check_results(run, trials)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_ctrl_c_saves_finished_trials_and_writes_results(tmp_path, n_workers):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C does (workers included)."""
+    run = tmp_path / "run"
+    args = [
+        "search",
+        *TINY,
+        "sampler=random",
+        "search.n_trials=6",
+        f"search.n_workers={n_workers}",
+        f"hydra.run.dir={run}",
+    ]
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nas", *args],
+            cwd=ROOT,
+            env=cli_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def load() -> optuna.Study:
+        return journal_study(run / "study.journal", "mbconv_pareto")
+
+    try:
+        wait_for(_mid_trial(load), proc=proc, log=log)
+        before = {t.number: t for t in load().get_trials() if t.state in FINISHED}
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = log.read_text()
+    assert proc.returncode == 130, output[-3000:]
+    assert "interrupted" in output and "Traceback" not in output, output[-3000:]
+
+    trials = load().get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING], describe(trials)
+    for number, t in before.items():
+        assert by_state(trials, number) == (t.state, t.values)
+    stopped = [t for t in trials if t.user_attrs.get("failure") == "interrupted (Ctrl-C)"]
+    assert stopped, describe(trials)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert {t.user_attrs["retry_of"] for t in waiting} == {t.number for t in stopped}
+    doc = json.loads((run / "pareto.json").read_text())
+    assert doc["n_trials"] == len(trials), "results written for what exists"
+
+    # The same command again runs the interrupted trials first and completes the budget.
+    out = subprocess.run(
+        [sys.executable, "-m", "nas", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = load().get_trials()
+    check_budget_exact(trials, 6)
+    _check_results(run, trials)
+
+
+def by_state(trials: list[Any], number: int) -> tuple[Any, Any]:
+    t = next(t for t in trials if t.number == number)
+    return t.state, t.values
+
+
+# --- trials that fail ------------------------------------------------------------------------
+
+
+class _Faulty(nn.Module):
+    """Fine in eval mode (so latency is measured); in training it fails as ``mode`` says."""
+
+    def __init__(self, mode: str, num_classes: int) -> None:
+        super().__init__()
+        self.mode = mode
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.conv(x).mean((2, 3)))
+        if self.training:
+            if self.mode == "raise":
+                raise RuntimeError("boom in forward")
+            if self.mode == "oom":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            if self.mode == "nan":
+                return y * float("nan")
+        return y
+
+
+class FaultySpace(nas.SearchSpace):
+    """One choice, how the network fails: a grid of four trials, one per mode."""
+
+    def __init__(self, *, resolution: int = 16) -> None:
+        super().__init__(resolution=resolution)
+
+    @property
+    def choices(self) -> tuple[nas.Choice, ...]:
+        return (nas.Choice("mode", ("ok", "raise", "nan", "oom")),)
+
+    def build(self, genotype: dict[str, Any], *, num_classes: int) -> nn.Module:
+        return _Faulty(str(genotype["mode"]), num_classes)
+
+    def options(self) -> dict[str, Any]:
+        return {"resolution": self.resolution}
+
+
+@pytest.fixture
+def faulty_space(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``faulty`` registered for this test only (other tests list the registered spaces)."""
+    monkeypatch.setattr(nas._space, "_REGISTRY", dict(nas._space._REGISTRY))
+    nas.register_space("faulty")(FaultySpace)
+    yield "faulty"
+
+
+def test_a_trial_that_raises_oom_or_nan_is_failed_with_its_reason(tmp_path, faulty_space):
+    cfg = tiny("sampler=grid", "search.n_trials=4", "search.early_stop.enabled=false")
+    with open_dict(cfg):
+        cfg.space = OmegaConf.create({"name": faulty_space, "resolution": 16})
+    result = run_search(cfg, run_dir=tmp_path)
+    trials = {t.params["mode"]: t for t in result.study.get_trials()}
+    assert set(trials) == {"ok", "raise", "nan", "oom"}, "the study went on after each failure"
+    assert trials["ok"].state == TrialState.COMPLETE
+    reasons = {
+        "raise": "RuntimeError: boom in forward",
+        "oom": "OutOfMemoryError: CUDA out of memory",
+        "nan": "NonFiniteLossError",
+    }
+    for mode, reason in reasons.items():
+        t = trials[mode]
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs["failure"].startswith(reason), t.user_attrs["failure"]
+    rows = {r.trial: r for r in result.results.rows}
+    assert rows[trials["nan"].number].note.startswith("NonFiniteLossError")
+    csv = (tmp_path / "trials.csv").read_text()
+    assert "boom in forward" in csv and "out of memory" in csv
+
+
+# --- atomic results files ----------------------------------------------------------------------
+
+
+def test_a_failed_rewrite_leaves_the_old_results_intact(tmp_path, monkeypatch):
+    result = run_search(tiny("search.n_trials=2", "sampler=random"), run_dir=tmp_path)
+    old = {p: (tmp_path / p).read_bytes() for p in ("pareto.json", "trials.csv")}
+    storage = make_storage(None, run_dir=tmp_path)
+    study = optuna.load_study(study_name=result.study.study_name, storage=storage)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    from nas._report import write_results
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_results(
+            study,
+            space=_space_of(study),
+            num_classes=study.user_attrs["num_classes"],
+            run_dir=tmp_path,
+            plots=False,
+        )
+    monkeypatch.undo()
+    for name, data in old.items():
+        assert (tmp_path / name).read_bytes() == data
+    json.loads((tmp_path / "pareto.json").read_text())
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _space_of(study: optuna.Study) -> nas.SearchSpace:
+    attrs = study.user_attrs
+    return nas.make_space(attrs["space"], **attrs["space_options"])
+
+
+def test_readers_never_see_a_half_written_file(tmp_path):
+    path = tmp_path / "pareto.json"
+    docs = [json.dumps({"front": [{"trial": i, "pad": "x" * 200_000}]}) for i in range(2)]
+    atomic_write_text(path, docs[0])
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        i = 0
+        while not stop.is_set():
+            atomic_write_text(path, docs[i % 2])
+            i += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        seen = set()
+        for _ in range(300):
+            seen.add(json.loads(path.read_text())["front"][0]["trial"])
+    finally:
+        stop.set()
+        writer.join()
+    assert seen <= {0, 1}
