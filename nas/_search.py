@@ -378,11 +378,16 @@ def make_storage(
                 f"storage.url: folder {path.parent} of journal file {path} does not exist"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
+        _check_journal_file(path)
         try:
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise ConfigError(
                 f"storage.url: cannot open journal file {path} ({err.strerror})"
+            ) from None
+        except ValueError as err:  # a damaged record in the middle of the file
+            raise ConfigError(
+                f"storage.url: journal file {path} is damaged ({_first_line(err)})"
             ) from None
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
@@ -410,6 +415,38 @@ def make_storage(
     except Exception as err:  # SQLAlchemy raises many types for unreachable servers
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"storage.url: cannot open {_redact(url)} ({first})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _check_journal_file(path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal before the storage appends to it.
+
+    Optuna writes its first record and only then reads the file back, so a mistyped
+    ``storage.url`` pointing at, say, a notes file would get a JSON line appended.
+    """
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(
+            f"storage.url: cannot open journal file {path} ({err.strerror})"
+        ) from None
+    if not first:
+        return
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise ConfigError(
+            f"storage.url: {path} is not an Optuna journal file (left unchanged); "
+            "give a new file name or an existing study.journal"
+        )
 
 
 def _engine_kwargs(scheme: str) -> dict[str, Any]:
@@ -497,14 +534,21 @@ def open_study(
     )
     directions = ["maximize", "minimize"] if s.objective == "pareto" else ["maximize"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials
-    study = optuna.create_study(
-        study_name=s.study_name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        directions=directions,
-        load_if_exists=True,
-    )
+    try:
+        # Loading first: create_study(load_if_exists=True) appends a record to a journal on
+        # every resume, so a resume refused below would still have changed the file.
+        study = optuna.load_study(
+            study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner
+        )
+    except KeyError:  # no such study yet
+        study = optuna.create_study(
+            study_name=s.study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
     existing = [d.name.lower() for d in study.directions]
     if existing != directions:
         raise ConfigError(
@@ -562,6 +606,13 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path | None = None) -> SearchR
         raise ConfigError(f"search.n_trials must be >= 1, got {s.n_trials}")
     if s.threads is not None and s.threads < 1:
         raise ConfigError(f"search.threads must be >= 1 or null, got {s.threads}")
+    if s.timeout is not None and not s.timeout > 0:
+        raise ConfigError(f"search.timeout must be > 0 seconds or null, got {s.timeout}")
+    # Checked before the study is opened: a failed command must leave a resumed run untouched.
+    if s.n_workers < 1:
+        raise ConfigError(f"search.n_workers must be >= 1, got {s.n_workers}")
+    if s.n_workers > 1 and cfg.storage.url == ":memory:":
+        raise ConfigError("search.n_workers > 1 needs a shared storage, not storage.url=:memory:")
     threads = torch.get_num_threads()
     if s.threads is not None:
         torch.set_num_threads(s.threads)
@@ -594,6 +645,8 @@ def _prepare(cfg: DictConfig, run_dir: Path) -> tuple[SearchSpace, Objective, op
     check_options(
         measure_latency, objective.latency_options, group="latency", exclude=("model", "resolution")
     )
+    if cfg.sampler.name == "grid":
+        GridOrder(space.grid(), seed=s.seed)  # a grid too large fails here, before the study
     data = objective.data_for(space.resolution)
     objective.num_classes = data.num_classes
     _check_space_fits(space, data)
@@ -660,13 +713,9 @@ def _worker_process(container: dict[str, Any], run_dir: str, index: int) -> None
 def _start_workers(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> list[Any]:
     import multiprocessing
 
-    n = cfg.search.n_workers
-    if n < 1:
-        raise ConfigError(f"search.n_workers must be >= 1, got {n}")
+    n = cfg.search.n_workers  # checked by run_search
     if n == 1:
         return []
-    if cfg.storage.url == ":memory:":
-        raise ConfigError("search.n_workers > 1 needs a shared storage, not storage.url=:memory:")
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True)
