@@ -33,6 +33,7 @@ from nas._space import Genotype, SearchSpace, make_space
 from nas._workers import (
     MAX_RETRIES,
     GridOrder,
+    JournalFile,
     budget_used,
     make_gate,
     quiet_heartbeat_warnings,
@@ -367,7 +368,6 @@ def make_storage(
     keeps the study in memory.
     """
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
 
     if url == ":memory:":
         return None
@@ -380,7 +380,7 @@ def make_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         _check_journal_file(path)
         try:
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(JournalFile(str(path)))
         except OSError as err:
             raise ConfigError(
                 f"storage.url: cannot open journal file {path} ({err.strerror})"

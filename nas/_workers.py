@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import itertools
+import json
 import os
 import random
 import signal
@@ -27,11 +28,17 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+# Private helpers of Optuna's journal file (optuna>=5,<6): JournalFile writes as Optuna does.
+from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
 HOST = socket.gethostname()
@@ -56,6 +63,40 @@ def budget_used(trials: Sequence[FrozenTrial]) -> int:
     retried = retried_numbers(trials)
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
     return sum(1 for t in trials if t.state in counted and t.number not in retried)
+
+
+#: Journal records that only fill in a running trial; the fsync of its tell (or of its failure)
+#: makes them durable together.
+_SYNC_AT_TELL = frozenset(
+    op.value
+    for op in (
+        JournalOperation.SET_TRIAL_PARAM,
+        JournalOperation.SET_TRIAL_USER_ATTR,
+        JournalOperation.SET_TRIAL_SYSTEM_ATTR,
+        JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE,
+    )
+)
+
+
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file, synced to disk when a trial is created or finished.
+
+    Optuna fsyncs every record: about 45 per trial here (28 suggestions, a dozen user
+    attributes, ask, tell), at 4 ms each on this machine's disk, 170 ms of a trial's overhead
+    (``experiments/throughput``). Records written by ``write()`` survive a killed process
+    either way, being in the OS page cache; only a power cut or kernel crash can lose what was
+    not synced. Syncing at a trial's creation and end keeps every finished trial durable; a
+    power cut can then only lose details of trials that were running, which a resume fails
+    and retries.
+    """
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        with get_lock_file(self._lock), open(self._file_path, "ab") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            if not all(log.get("op_code") in _SYNC_AT_TELL for log in logs):
+                os.fsync(fh.fileno())
 
 
 class _FileGate:
@@ -189,9 +230,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: A RUNNING trial with no worker recorded this long after it started lost its worker between
+#: ``study.ask()`` and recording it (milliseconds apart): killed, or a power cut that took the
+#: unsynced record (see :class:`JournalFile`).
+UNCLAIMED_AFTER_S = 60.0
+
+
 def worker_alive(trial: FrozenTrial) -> bool:
     """False when the trial's worker ran on this host and its process is gone."""
-    worker = trial.user_attrs.get("worker") or {}
+    worker = trial.user_attrs.get("worker")
+    if not worker:
+        start = trial.datetime_start
+        if start is None:
+            return True
+        now = datetime.now(start.tzinfo) if start.tzinfo else datetime.now()
+        return (now - start).total_seconds() < UNCLAIMED_AFTER_S
     return worker.get("host") != HOST or _alive(int(worker.get("pid", -1)))
 
 
