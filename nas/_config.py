@@ -128,13 +128,16 @@ class ScalingConfig:
     builds φ = 0..max_phi. ``family``: ``proxy`` builds, measures, trains and exports step 2's
     members at the searched scale (the space's ``resolution`` / ``base_width``), with params
     and MACs at full scale beside them; ``full`` does all of it at the base's own scale.
-    ``accuracy``: proxy-train every member of step 2 with the ``evaluator``.
+    ``accuracy``: proxy-train every member of step 2 with the ``evaluator``;
+    ``accuracy_max_phi``: only those up to this φ (the largest cost the most; the others are
+    still built, profiled and timed).
     """
 
     mode: str = "search"
     max_phi: int = 7
     family: str = "proxy"
     accuracy: bool = True
+    accuracy_max_phi: int | None = None
     winner: WinnerConfig = field(default_factory=WinnerConfig)
 
 
