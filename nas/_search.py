@@ -361,8 +361,9 @@ def make_storage(
     """Optuna storage for ``storage.url``.
 
     ``None`` is the embedded default, Optuna's journal file ``study.journal`` in the run
-    directory: measured here it costs far less per trial than SQLite (see
-    ``experiments/storage_overhead``) and is safe for several processes on one machine. A path
+    directory (:class:`nas._workers.JournalFile`): measured here it costs far less per trial
+    than SQLite (see ``experiments/throughput``) and is safe for several processes on one
+    machine. A path
     is a journal file elsewhere; ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs use
     Optuna's RDB storage (with heartbeats when ``heartbeat_interval`` is set); ``:memory:``
     keeps the study in memory.
