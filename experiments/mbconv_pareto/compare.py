@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
+
 from nas._report import hypervolume, pareto_front, rows_of
 from nas._show import storage_of
-
-import optuna
 
 HERE = Path(__file__).resolve().parent / "runs"
 
