@@ -124,10 +124,11 @@ class ScalingConfig:
     """EfficientNet's two-step compound scaling (``nas._scaling``); set by ``conf=effnet_grid``.
 
     ``mode``: ``search`` (step 1 grid over the space's admissible points, then step 2 from the
-    winner) or ``official`` (no step 1: the published B0..B7 multipliers). ``max_phi``: step 2
-    builds φ = 0..max_phi. ``family``: ``proxy`` builds, measures, trains and exports step 2's
-    members at the searched scale (the space's ``resolution`` / ``base_width``), with params
-    and MACs at full scale beside them; ``full`` does all of it at the base's own scale.
+    winner) or ``official`` (no step 1: the published B0..B7 multipliers, whatever ``max_phi``).
+    ``max_phi``: step 2 builds φ = 0..max_phi. ``family``: ``proxy`` builds, measures, trains
+    and exports step 2's members at the searched scale (the space's ``resolution`` /
+    ``base_width``), with params and MACs at full scale beside them; ``full`` does all of it at
+    the base's own scale.
     ``accuracy``: proxy-train every member of step 2 with the ``evaluator``;
     ``accuracy_max_phi``: only those up to this φ (the largest cost the most; the others are
     still built, profiled and timed).
