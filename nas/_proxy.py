@@ -138,9 +138,12 @@ def _logits(output: torch.Tensor | tuple[torch.Tensor, Any]) -> torch.Tensor:
 class ProxyEvaluator(Evaluator):
     """Proxy accuracy: a short real training run, then validation accuracy.
 
-    The model is trained in place (and left on ``device``). On CPU nothing but the seed
-    decides the result: the same model weights, data and seed give the same accuracy. On CUDA
-    the forward runs under autocast (``amp``) and the model and batches use channels_last.
+    The model is trained in place (and left on ``device``). On CPU the same model weights,
+    data, seed and thread count give the same accuracy; another thread count changes the order
+    of floating-point sums, and a 3-epoch run amplifies that into a different accuracy (on
+    digits, 0.903 with 1 thread and 0.866 with 2 for one network), so fix ``threads`` when
+    runs must agree across machines. On CUDA the forward runs under autocast (``amp``) and the
+    model and batches use channels_last.
 
     Args:
         epochs: training epochs (the budget, unless ``max_steps`` is set).
