@@ -4,69 +4,77 @@ Search spaces configured with Hydra, explored by Optuna on two objectives (proxy
 latency measured on the device), EfficientNet's two-step compound scaling, and found
 architectures reused as plain ``torch.nn.Module``s.
 
+The names here are what a user needs: architecture files and models (``build_model``,
+``load_model``, ``export_model``, ...), searching (``compose``, ``run_search``,
+``run_scaling``), reading results (``load_trials``, ``pareto_front``, ``hypervolume``) and
+measuring (``measure_latency``, ``LatencyTable``, ``profile``, ``load_data``,
+``make_evaluator``). A space author's names are in :mod:`nas.space`, the published networks in
+:mod:`nas.zoo`.
+
 Example:
     >>> import nas
-    >>> model = nas.efficientnet("b0")
-    >>> sum(p.numel() for p in model.parameters())
-    5288548
+    >>> cfg = nas.compose(["conf=mbconv_pareto", "search.n_trials=3"])
+    >>> cfg.space.name, cfg.search.n_trials
+    ('mbconv', 3)
 """
 
 from __future__ import annotations
 
-from nas._arch import Arch, ArchFileError, build_model, load_arch, load_model, save_arch
+from nas import space, zoo
 from nas._config import ConfigError, compose
-from nas._data import DataError, Dataset, load_data
-from nas._export import describe_arch, export_model
-from nas._googlenet import GoogLeNet, googlenet
-from nas._latency import LatencyResult, LatencyTable, measure_latencies, measure_latency
-from nas._mbconvnet import EFFICIENTNET_TABLE, MBConvNet, StageConfig, efficientnet
-from nas._profile import Profile, profile
-from nas._proxy import AccuracyResult, NonFiniteLossError, make_evaluator
-from nas._search import SearchResult, run_search
-from nas._space import (
-    Choice,
-    SearchSpace,
-    available_spaces,
-    get_space,
-    make_space,
-    register_space,
+from nas._export import export_model
+from nas._measure.data import DataError, Dataset, load_data
+from nas._measure.evaluators import make_evaluator
+from nas._measure.latency import (
+    LatencyResult,
+    LatencySettings,
+    measure_latencies,
+    measure_latency,
 )
+from nas._measure.lookup import LatencyTable
+from nas._measure.profile import Profile, profile
+from nas._measure.proxy import AccuracyResult, NonFiniteLossError
+from nas._record import TrialRecord
+from nas._report.describe import describe_arch
+from nas._report.pareto import hypervolume, pareto_front
+from nas._report.show import load_trials
+from nas._scaling.procedure import ScalingOutcome, run_scaling
+from nas._search.run import SearchResult, run_search
+from nas._spaces.arch import Arch, ArchFileError, load_arch, save_arch
+from nas._spaces.build import build_model, load_model
 
 __all__ = [
-    "EFFICIENTNET_TABLE",
     "AccuracyResult",
     "Arch",
     "ArchFileError",
-    "Choice",
     "ConfigError",
     "DataError",
     "Dataset",
-    "GoogLeNet",
     "LatencyResult",
+    "LatencySettings",
     "LatencyTable",
-    "MBConvNet",
     "NonFiniteLossError",
     "Profile",
+    "ScalingOutcome",
     "SearchResult",
-    "SearchSpace",
-    "StageConfig",
-    "available_spaces",
+    "TrialRecord",
     "build_model",
     "compose",
     "describe_arch",
-    "efficientnet",
     "export_model",
-    "get_space",
-    "googlenet",
+    "hypervolume",
     "load_arch",
     "load_data",
     "load_model",
+    "load_trials",
     "make_evaluator",
-    "make_space",
     "measure_latencies",
     "measure_latency",
+    "pareto_front",
     "profile",
-    "register_space",
+    "run_scaling",
     "run_search",
     "save_arch",
+    "space",
+    "zoo",
 ]

@@ -76,31 +76,13 @@ def _preflight(argv: Sequence[str]) -> int | None:
 
 def run_task(cfg) -> int:
     """Run one Hydra job (a search or, with ``scaling`` set, the compound-scaling procedure)."""
-    from rich.console import Console
-
-    from nas._report import front_table
-
-    console = Console()
     try:
         if cfg.get("scaling"):
-            from nas._scaling import run_scaling
+            from nas import run_scaling
 
-            outcome = run_scaling(cfg)
-            interrupted = outcome.interrupted
+            interrupted = run_scaling(cfg).interrupted
         else:
-            from nas._search import run_search
-
-            result = run_search(cfg)
-            interrupted = result.interrupted
-            res = result.results
-            console.print(front_table(res.front, title=f"Pareto front of {cfg.search.study_name}"))
-            counts = {}
-            for row in res.rows:
-                counts[row.state] = counts.get(row.state, 0) + 1
-            console.print(
-                f"{len(res.rows)} trials {counts}; hypervolume {res.hypervolume:.4g} "
-                f"(reference latency {res.reference_latency_ms:.3f} ms); results in {result.run_dir}"
-            )
+            interrupted = _search_and_summarise(cfg)
     except (ValueError, OSError) as err:
         return _fail("search", err)
     if interrupted:
@@ -112,6 +94,21 @@ def run_task(cfg) -> int:
     return 0
 
 
+def _search_and_summarise(cfg) -> bool:
+    from rich.console import Console
+
+    from nas import run_search
+    from nas._report.tables import front_table, summary_line
+
+    result = run_search(cfg)
+    console = Console()
+    console.print(
+        front_table(result.results.front, title=f"Pareto front of {cfg.search.study_name}")
+    )
+    console.print(f"{summary_line(result.results)}; results in {result.run_dir}")
+    return result.interrupted
+
+
 def _show(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas show")
     parser.add_argument("path", help="a run directory or an architecture file")
@@ -119,11 +116,11 @@ def _show(argv: Sequence[str]) -> int:
     path = Path(args.path)
     try:
         if path.is_dir():
-            from nas._show import show_run
+            from nas._report.show import show_run
 
             show_run(path)
         else:
-            from nas._export import describe_arch
+            from nas import describe_arch
 
             print(describe_arch(path))
     except (ValueError, OSError) as err:
@@ -159,7 +156,7 @@ def _dashboard(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     try:
-        from nas._show import storage_of
+        from nas._report.show import storage_of
 
         storage = storage_of(args.target)
         try:

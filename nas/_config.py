@@ -52,11 +52,16 @@ class EarlyStopConfig:
 
 @dataclass
 class MnasConfig:
-    """MnasNet's single objective ACC·(LAT/T)^w, used when ``search.objective=mnas``."""
+    """MnasNet's single objective ACC·(LAT/T)^w, used when ``search.objective=mnas``.
+
+    ``pruner``: ``median`` (Optuna's MedianPruner on the reward after each epoch, from trial
+    ``startup_trials`` on) or ``none``.
+    """
 
     target_ms: float = 5.0
     w: float = -0.07
     pruner: str = "median"
+    startup_trials: int = 4
 
 
 @dataclass
@@ -121,7 +126,7 @@ class WinnerConfig:
 
 @dataclass
 class ScalingConfig:
-    """EfficientNet's two-step compound scaling (``nas._scaling``); set by ``conf=effnet_grid``.
+    """EfficientNet's two-step compound scaling (``nas.run_scaling``); set by ``conf=effnet_grid``.
 
     ``mode``: ``search`` (step 1 grid over the space's admissible points, then step 2 from the
     winner) or ``official`` (no step 1: the published B0..B7 multipliers, whatever ``max_phi``).

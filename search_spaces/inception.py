@@ -11,21 +11,26 @@ every multiplier 1.0 and every ``b5`` = ``5x5`` (``googlenet_genotype``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from torch import nn
 
-from nas import Choice, GoogLeNet, SearchSpace, register_space
-from nas._blocks import InceptionModule
-from nas._googlenet import GOOGLENET_WIDTHS, WIDTH_KEYS
-from nas._space import Primitive
+from nas.space import (
+    GOOGLENET_WIDTHS,
+    WIDTH_KEYS,
+    Choice,
+    GoogLeNet,
+    InceptionModule,
+    Primitive,
+    SearchSpace,
+    register_space,
+)
 
 
 def _scaled(width: int, mult: float) -> int:
     return max(1, round(width * mult))
 
 
-@register_space("inception")
+@register_space
 class InceptionSpace(SearchSpace):
     """GoogLeNet-shaped networks with searched Inception branch widths.
 
@@ -42,7 +47,7 @@ class InceptionSpace(SearchSpace):
         dropout: classifier dropout.
 
     Example:
-        >>> from nas import make_space
+        >>> from nas.space import make_space
         >>> space = make_space("inception", resolution=32, modules=["3a"], widths=[0.5, 1.0])
         >>> sorted(space.grid())[:2]
         ['3a.b5', '3a.c1x1']
@@ -77,13 +82,11 @@ class InceptionSpace(SearchSpace):
             raise ValueError(f"widths must be positive multipliers, got {list(widths)}")
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        given_explicit = {k: [int(v) for v in vs] for k, vs in (explicit or {}).items()}
-        explicit = dict(given_explicit)
+        explicit = {k: [int(v) for v in vs] for k, vs in (explicit or {}).items()}
         self.modules = list(modules)
         self.width_mult = float(width_mult)
         self.aux_logits = aux_logits
         self.dropout = dropout
-        choices: list[Choice] = []
         for m in self.modules:
             base = dict(zip(WIDTH_KEYS, GOOGLENET_WIDTHS[m], strict=True))
             for k in searched:
@@ -92,32 +95,13 @@ class InceptionSpace(SearchSpace):
                     values = tuple(int(v) for v in explicit.pop(label))
                 else:
                     values = tuple(sorted({_scaled(base[k], w * width_mult) for w in widths}))
-                choices.append(Choice(label, values))
-            choices.append(Choice(f"{m}.b5", tuple(branch5x5)))
+                self.declare(Choice(label, values))
+            self.declare(Choice(f"{m}.b5", tuple(branch5x5)))
         if explicit:
             raise ValueError(
                 f"explicit: {next(iter(explicit))!r} is not a searched width label "
                 "(module.width with the module in `modules` and the width in `searched`)"
             )
-        self._choices = tuple(choices)
-        self._options: dict[str, Any] = {
-            "resolution": resolution,
-            "modules": list(modules),
-            "widths": [float(w) for w in widths],
-            "searched": list(searched),
-            "explicit": given_explicit,
-            "branch5x5": list(branch5x5),
-            "width_mult": float(width_mult),
-            "aux_logits": bool(aux_logits),
-            "dropout": float(dropout),
-        }
-
-    @property
-    def choices(self) -> tuple[Choice, ...]:
-        return self._choices
-
-    def options(self) -> dict[str, Any]:
-        return dict(self._options)
 
     def module_widths(self, genotype: Mapping[str, Primitive]) -> dict[str, dict[str, int]]:
         """Every module's six widths under a genotype."""

@@ -23,19 +23,22 @@ from typing import Any
 
 from torch import nn
 
-from nas import Choice, SearchSpace, register_space
-from nas._blocks import ACTIVATIONS
-from nas._mbconvnet import (
+from nas.space import (
+    ACTIVATIONS,
     B0_STAGES,
+    Choice,
     MBConvNet,
+    Primitive,
+    SearchSpace,
     StageConfig,
+    register_space,
     round_channels,
     scale_stages,
+    stage_lists,
 )
-from nas._space import Primitive, as_tuple_of_lists
 
 
-@register_space("mbconv")
+@register_space
 class MBConvSpace(SearchSpace):
     """MBConv (MobileNetV2 / EfficientNet) networks over a base stage table.
 
@@ -56,7 +59,7 @@ class MBConvSpace(SearchSpace):
         stochastic_depth: final block's stochastic-depth probability.
 
     Example:
-        >>> from nas import make_space, build_model
+        >>> from nas.space import make_space
         >>> space = make_space("mbconv", resolution=32)
         >>> model = space.build(space.random_genotype(0), num_classes=10)
     """
@@ -98,50 +101,32 @@ class MBConvSpace(SearchSpace):
         for a in acts:
             if a not in ACTIVATIONS:
                 raise ValueError(f"activation must be among {sorted(ACTIVATIONS)}, got {a!r}")
-        self._options: dict[str, Any] = {
-            "resolution": resolution,
-            "stages": [list(r) for r in stages],
-            "kernel": list(kernel),
-            "expand": list(expand),
-            "se": [float(v) for v in se],
-            "layers": None if layers is None else [list(v) for v in layers],
-            "out": None if out is None else [list(v) for v in out],
-            "activation": activation if isinstance(activation, str) else list(activation),
-            "width_mult": float(width_mult),
-            "depth_mult": float(depth_mult),
-            "stem_channels": stem_channels,
-            "head_channels": head_channels,
-            "dropout": dropout,
-            "stochastic_depth": stochastic_depth,
-        }
-        layer_rows = as_tuple_of_lists(layers, key="layers", length=n)
-        out_rows = as_tuple_of_lists(out, key="out", length=n)
-        choices: list[Choice] = []
+        self.width_mult = float(width_mult)
+        self.depth_mult = float(depth_mult)
+        self.activation = activation if isinstance(activation, str) else None
+        self.stem_channels = stem_channels
+        self.head_channels = head_channels
+        self.dropout = dropout
+        self.stochastic_depth = stochastic_depth
+        layer_rows = stage_lists(layers, key="layers", length=n)
+        out_rows = stage_lists(out, key="out", length=n)
         for i in range(1, n + 1):
-            choices += [
+            self.declare(
                 Choice(f"s{i}.kernel", tuple(int(k) for k in kernel)),
                 Choice(f"s{i}.expand", tuple(int(e) for e in expand)),
                 Choice(f"s{i}.se", tuple(float(s) for s in se)),
-            ]
+            )
             if layer_rows is not None:
-                choices.append(Choice(f"s{i}.layers", tuple(int(v) for v in layer_rows[i - 1])))
+                self.declare(Choice(f"s{i}.layers", tuple(int(v) for v in layer_rows[i - 1])))
             if out_rows is not None:
-                choices.append(Choice(f"s{i}.out", tuple(int(v) for v in out_rows[i - 1])))
+                self.declare(Choice(f"s{i}.out", tuple(int(v) for v in out_rows[i - 1])))
         if not isinstance(activation, str):
-            choices.append(Choice("act", tuple(acts)))
-        self._choices = tuple(choices)
-
-    @property
-    def choices(self) -> tuple[Choice, ...]:
-        return self._choices
-
-    def options(self) -> dict[str, Any]:
-        return dict(self._options)
+            self.declare(Choice("act", tuple(acts)))
 
     def stage_configs(self, genotype: Mapping[str, Primitive]) -> list[StageConfig]:
         """The genotype's stage table after width and depth scaling."""
         rows = []
-        cin = self._options["stem_channels"]
+        cin = self.stem_channels
         for i, base in enumerate(self.stages, start=1):
             cout = int(genotype.get(f"s{i}.out", base.out_channels))
             rows.append(
@@ -156,35 +141,31 @@ class MBConvSpace(SearchSpace):
                 )
             )
             cin = cout
-        o = self._options
-        return scale_stages(rows, width_mult=o["width_mult"], depth_mult=o["depth_mult"])
+        return scale_stages(rows, width_mult=self.width_mult, depth_mult=self.depth_mult)
 
     def build(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> nn.Module:
         genotype = self.validate(genotype)
-        o = self._options
-        act = genotype.get("act", o["activation"])
         return MBConvNet(
             self.stage_configs(genotype),
             num_classes=num_classes,
-            stem_channels=round_channels(o["stem_channels"], o["width_mult"]),
-            head_channels=round_channels(o["head_channels"], o["width_mult"]),
-            activation=str(act),
-            dropout=o["dropout"],
-            stochastic_depth=o["stochastic_depth"],
+            stem_channels=round_channels(self.stem_channels, self.width_mult),
+            head_channels=round_channels(self.head_channels, self.width_mult),
+            activation=str(genotype.get("act", self.activation)),
+            dropout=self.dropout,
+            stochastic_depth=self.stochastic_depth,
         )
 
     def identity(self, genotype: Mapping[str, Primitive]) -> str:
         """The built network: rounded stage table, stem/head widths, activation, resolution."""
-        o = self._options
         return json.dumps(
             {
                 "stages": [asdict(s) for s in self.stage_configs(genotype)],
-                "stem": round_channels(o["stem_channels"], o["width_mult"]),
-                "head": round_channels(o["head_channels"], o["width_mult"]),
-                "act": genotype.get("act", o["activation"]),
+                "stem": round_channels(self.stem_channels, self.width_mult),
+                "head": round_channels(self.head_channels, self.width_mult),
+                "act": genotype.get("act", self.activation),
                 "resolution": self.resolution_of(genotype),
-                "dropout": o["dropout"],
-                "stochastic_depth": o["stochastic_depth"],
+                "dropout": self.dropout,
+                "stochastic_depth": self.stochastic_depth,
             },
             sort_keys=True,
         )

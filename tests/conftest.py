@@ -31,17 +31,17 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _small_space(name: str) -> nas.SearchSpace:
-    return nas.make_space(name, **SMALL_OPTIONS.get(name, {"resolution": 32}))
+def _small_space(name: str) -> nas.space.SearchSpace:
+    return nas.space.make_space(name, **SMALL_OPTIONS.get(name, {"resolution": 32}))
 
 
 @pytest.fixture
-def make_small_space() -> Callable[[str], nas.SearchSpace]:
+def make_small_space() -> Callable[[str], nas.space.SearchSpace]:
     """A function that makes a named space with the small options above."""
     return _small_space
 
 
-@pytest.fixture(params=nas.available_spaces())
-def space(request: pytest.FixtureRequest) -> nas.SearchSpace:
+@pytest.fixture(params=nas.space.available_spaces())
+def space(request: pytest.FixtureRequest) -> nas.space.SearchSpace:
     """Each registered space in turn, small."""
     return _small_space(request.param)

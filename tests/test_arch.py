@@ -12,17 +12,19 @@ import torch
 import yaml
 
 import nas
-import nas._arch
+import nas._io
 from nas import ArchFileError
 
 
-def _arch_file(tmp_path: Path, space: nas.SearchSpace, seed: int = 0) -> tuple[nas.Arch, Path]:
+def _arch_file(
+    tmp_path: Path, space: nas.space.SearchSpace, seed: int = 0
+) -> tuple[nas.Arch, Path]:
     arch = space.arch(space.random_genotype(seed), num_classes=10)
     return arch, nas.save_arch(arch, tmp_path / "archs" / "trial_0.yaml")
 
 
 def _text(**changes: object) -> str:
-    space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+    space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25)
     data = space.arch(space.random_genotype(0), num_classes=10).to_dict()
     data.update(changes)
     return yaml.safe_dump({k: v for k, v in data.items() if v is not None}, sort_keys=False)
@@ -32,7 +34,7 @@ def _text(**changes: object) -> str:
 
 
 def test_round_trip_gives_identical_parameters_and_outputs(
-    space: nas.SearchSpace, tmp_path: Path
+    space: nas.space.SearchSpace, tmp_path: Path
 ) -> None:
     arch, path = _arch_file(tmp_path, space, seed=2)
     assert nas.load_arch(path) == arch
@@ -128,7 +130,7 @@ def test_missing_arch_file_is_named(tmp_path: Path) -> None:
 def test_bad_genotype_in_file_names_file_and_key(
     tmp_path: Path, genotype_change: dict[str, int], match: str
 ) -> None:
-    space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+    space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25)
     data = space.arch(space.random_genotype(0), num_classes=10).to_dict()
     data["genotype"].update(genotype_change)
     path = tmp_path / "bad_genotype.yaml"
@@ -205,7 +207,7 @@ def test_failing_write_leaves_the_old_file_intact(
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(nas._arch.os, "fsync", disk_full)
+    monkeypatch.setattr(nas._io.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         nas.save_arch(replace(arch, num_classes=3), path)
     assert path.read_text() == before

@@ -27,10 +27,9 @@ import pytest
 import torch
 
 import nas
+from nas import ConfigError, load_data, run_search
 from nas.__main__ import main
-from nas._config import ConfigError
-from nas._data import load_data
-from nas._search import make_storage, run_search
+from nas._storage.storage import make_storage
 from tests.test_distributed import POSTGRES_URL, ROOT, cli_env, needs_postgres
 from tests.test_search import TINY, tiny
 
@@ -182,9 +181,9 @@ def bad(tmp_path_factory: pytest.TempPathFactory, recorded: Path) -> Path:
     (d / "schema.yaml").write_text(text.replace("schema_version: 1", "schema_version: 99"))
     (d / "genotype.yaml").write_text(text.replace("s1.kernel: 3", "s1.kernel: 4"))
     torch.save({"weight": code}, d / "code.pt")
-    other = nas.make_space("mbconv", resolution=32).random_genotype(1)
+    other = nas.space.make_space("mbconv", resolution=32).random_genotype(1)
     torch.save(
-        nas.make_space("mbconv", resolution=32).build(other, num_classes=3).state_dict(),
+        nas.space.make_space("mbconv", resolution=32).build(other, num_classes=3).state_dict(),
         d / "other.pt",
     )
     (d / "run").mkdir()

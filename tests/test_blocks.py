@@ -7,16 +7,17 @@ import torch
 from torch import nn
 
 import nas
-from nas._blocks import (
+from nas.space import (
+    GOOGLENET_WIDTHS,
     ConvBNAct,
+    GoogLeNet,
     InceptionAux,
     InceptionModule,
     MBConv,
     SqueezeExcite,
     StochasticDepth,
-    _make_divisible,
+    make_divisible,
 )
-from nas._googlenet import GOOGLENET_WIDTHS, GoogLeNet
 from search_spaces.mbconv import MOBILENET_V2_GENOTYPE, MOBILENET_V2_OPTIONS
 
 
@@ -41,19 +42,19 @@ EFFICIENTNET_PARAMS = {
 
 @pytest.mark.parametrize("variant", sorted(EFFICIENTNET_PARAMS))
 def test_efficientnet_parameter_count_matches_reference(variant: str) -> None:
-    assert n_params(nas.efficientnet(variant)) == EFFICIENTNET_PARAMS[variant]
+    assert n_params(nas.zoo.efficientnet(variant)) == EFFICIENTNET_PARAMS[variant]
 
 
 def test_efficientnet_variant_table_and_errors() -> None:
-    assert nas.EFFICIENTNET_TABLE["b0"] == (1.0, 1.0, 224, 0.2)
-    assert nas.EFFICIENTNET_TABLE["b7"] == (2.0, 3.1, 600, 0.5)
-    assert n_params(nas.efficientnet("B0")) == EFFICIENTNET_PARAMS["b0"]
+    assert nas.zoo.EFFICIENTNET_TABLE["b0"] == (1.0, 1.0, 224, 0.2)
+    assert nas.zoo.EFFICIENTNET_TABLE["b7"] == (2.0, 3.1, 600, 0.5)
+    assert n_params(nas.zoo.efficientnet("B0")) == EFFICIENTNET_PARAMS["b0"]
     with pytest.raises(ValueError, match=r"variant must be one of .*'b8'"):
-        nas.efficientnet("b8")
+        nas.zoo.efficientnet("b8")
 
 
 def test_efficientnet_b0_stage_table() -> None:
-    model = nas.efficientnet("b0")
+    model = nas.zoo.efficientnet("b0")
     rows = [
         (s.expand_ratio, s.kernel, s.stride, s.out_channels, s.layers) for s in model.stage_configs
     ]
@@ -72,11 +73,11 @@ def test_efficientnet_b0_stage_table() -> None:
 
 def test_width_rounding_rule() -> None:
     # Multiples of 8, never below 90% of the exact value.
-    assert _make_divisible(32 * 1.1) == 32  # 35.2 -> 32 (>= 31.68)
-    assert _make_divisible(16 * 1.4) == 24  # 22.4 -> 24
-    assert _make_divisible(36) == 40  # nearest, ties up
-    assert _make_divisible(11) == 16  # 8 would be < 0.9 * 11
-    assert _make_divisible(3) == 8  # never below one divisor
+    assert make_divisible(32 * 1.1) == 32  # 35.2 -> 32 (>= 31.68)
+    assert make_divisible(16 * 1.4) == 24  # 22.4 -> 24
+    assert make_divisible(36) == 40  # nearest, ties up
+    assert make_divisible(11) == 16  # 8 would be < 0.9 * 11
+    assert make_divisible(3) == 8  # never below one divisor
 
 
 def test_googlenet_3x3_form_matches_torchvision() -> None:
@@ -90,11 +91,11 @@ def test_googlenet_3x3_form_matches_torchvision() -> None:
 def test_googlenet_paper_form_differs_by_the_5x5_weights() -> None:
     # The paper's 5x5 branch has 25 - 9 = 16 more weights per (reduce, out) channel pair.
     extra = sum(16 * w[3] * w[4] for w in GOOGLENET_WIDTHS.values())
-    assert n_params(nas.googlenet()) == 6_624_904 + extra == 7_005_832
+    assert n_params(nas.zoo.googlenet()) == 6_624_904 + extra == 7_005_832
 
 
 def test_mobilenet_v2_genotype_matches_torchvision() -> None:
-    space = nas.make_space("mbconv", resolution=224, **MOBILENET_V2_OPTIONS)
+    space = nas.space.make_space("mbconv", resolution=224, **MOBILENET_V2_OPTIONS)
     model = space.build(MOBILENET_V2_GENOTYPE, num_classes=1000)
     assert n_params(model) == 3_504_872
     assert not any(isinstance(m, SqueezeExcite) for m in model.modules())
@@ -190,7 +191,7 @@ def test_se_squeeze_width_follows_block_input(cin: int, squeeze: int) -> None:
     block = MBConv(cin, cin, kernel_size=3, stride=1, expand_ratio=6, se_ratio=0.25)
     se = next(m for m in block.modules() if isinstance(m, SqueezeExcite))
     assert se.fc1.out_channels == squeeze
-    assert se.fc1.in_channels == _make_divisible(cin * 6)
+    assert se.fc1.in_channels == make_divisible(cin * 6)
     no_se = MBConv(cin, cin, kernel_size=3, stride=1, expand_ratio=6, se_ratio=0.0)
     assert not any(isinstance(m, SqueezeExcite) for m in no_se.modules())
 
@@ -210,7 +211,7 @@ def test_mbconv_rejects_bad_arguments() -> None:
 
 
 def test_stochastic_depth_grows_linearly_with_block_index() -> None:
-    model = nas.efficientnet("b0")
+    model = nas.zoo.efficientnet("b0")
     blocks = [m for m in model.modules() if isinstance(m, MBConv)]
     assert len(blocks) == 16
     for i, block in enumerate(blocks):
@@ -237,7 +238,7 @@ def test_stochastic_depth_is_identity_in_eval_and_drops_whole_samples_in_trainin
 
 
 def test_eval_forward_is_deterministic_with_stochastic_depth() -> None:
-    model = nas.make_space("mbconv", resolution=32, stochastic_depth=0.5)
+    model = nas.space.make_space("mbconv", resolution=32, stochastic_depth=0.5)
     net = model.build(model.random_genotype(0), num_classes=10).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -264,21 +265,21 @@ def _leaf_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
 
 
 def _inception_3x3x2() -> nn.Module:
-    space = nas.make_space(
+    space = nas.space.make_space(
         "inception", resolution=64, width_mult=0.25, aux_logits=True, branch5x5=["3x3x2"]
     )
     return space.build(space.random_genotype(0), num_classes=10)
 
 
 def _mobilenet_v2() -> nn.Module:
-    space = nas.make_space("mbconv", resolution=32, **MOBILENET_V2_OPTIONS)
+    space = nas.space.make_space("mbconv", resolution=32, **MOBILENET_V2_OPTIONS)
     return space.build(MOBILENET_V2_GENOTYPE, num_classes=10)
 
 
 MODELS = {
-    "efficientnet-b0": (lambda: nas.efficientnet("b0", num_classes=10), 32),
+    "efficientnet-b0": (lambda: nas.zoo.efficientnet("b0", num_classes=10), 32),
     "mobilenet-v2": (_mobilenet_v2, 32),
-    "googlenet+aux": (lambda: nas.googlenet(num_classes=10, aux_logits=True), 64),
+    "googlenet+aux": (lambda: nas.zoo.googlenet(num_classes=10, aux_logits=True), 64),
     "inception-3x3x2": (_inception_3x3x2, 64),
     "inception-no-bn": (lambda: InceptionModule(16, **WORKED, pool_proj=8, bn=False), 8),
 }
@@ -305,7 +306,7 @@ def test_conv_has_bias_exactly_when_no_bn_follows(name: str) -> None:
 
 
 def test_aux_heads_in_training_output_only() -> None:
-    space = nas.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
+    space = nas.space.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
     net = space.build(space.random_genotype(1), num_classes=10)
     assert net.aux_loss_weight == 0.3
     heads = [m for m in net.modules() if isinstance(m, InceptionAux)]

@@ -21,11 +21,12 @@ from optuna.trial import TrialState
 from torch import nn
 
 import nas
-import nas._space
-import nas._workers as workers
-from nas._arch import atomic_write_text
-from nas._search import make_storage, run_search
-from nas._workers import retried_numbers
+import nas._spaces.registry
+import nas._storage.recovery as recovery
+from nas import run_search
+from nas._io import atomic_write_text
+from nas._storage.recovery import retried_numbers
+from nas._storage.storage import make_storage
 from tests.test_distributed import (
     PG_STORAGE,
     POSTGRES_URL,
@@ -217,16 +218,16 @@ def test_recovery_fails_trials_of_dead_or_unrecorded_workers_and_retries_once(
     storage = make_storage(None, run_dir=tmp_path)
     study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     live = study.ask({"x": optuna.distributions.IntDistribution(0, 9)})
-    live.set_user_attr("worker", {"host": workers.HOST, "pid": os.getpid()})
+    live.set_user_attr("worker", {"host": recovery.HOST, "pid": os.getpid()})
     dead = study.ask({"x": optuna.distributions.IntDistribution(0, 9)})
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     ).stdout
-    dead.set_user_attr("worker", {"host": workers.HOST, "pid": int(gone)})
+    dead.set_user_attr("worker", {"host": recovery.HOST, "pid": int(gone)})
     unclaimed = study.ask()  # killed between ask and recording its worker
-    monkeypatch.setattr(workers, "UNCLAIMED_AFTER_S", 0.0)
+    monkeypatch.setattr(recovery, "UNCLAIMED_AFTER_S", 0.0)
 
-    assert workers.recover_dead_trials(study, storage) == [dead.number, unclaimed.number]
+    assert recovery.recover_dead_trials(study, storage) == [dead.number, unclaimed.number]
     trials = study.get_trials()
     assert trials[live.number].state == TrialState.RUNNING
     assert trials[dead.number].state == trials[unclaimed.number].state == TrialState.FAIL
@@ -234,7 +235,7 @@ def test_recovery_fails_trials_of_dead_or_unrecorded_workers_and_retries_once(
     (retry,) = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.user_attrs == {"retry_of": dead.number, "retries": 1}
     assert retry.system_attrs["fixed_params"] == dead.params
-    assert workers.recover_dead_trials(study, storage) == [], "recovered once"
+    assert recovery.recover_dead_trials(study, storage) == [], "recovered once"
 
 
 def test_the_journal_syncs_at_trial_creation_and_end_not_at_every_record(tmp_path, monkeypatch):
@@ -281,15 +282,15 @@ class _Faulty(nn.Module):
         return y
 
 
-class FaultySpace(nas.SearchSpace):
+class FaultySpace(nas.space.SearchSpace):
     """One choice, how the network fails: a grid of four trials, one per mode."""
 
     def __init__(self, *, resolution: int = 16) -> None:
         super().__init__(resolution=resolution)
 
     @property
-    def choices(self) -> tuple[nas.Choice, ...]:
-        return (nas.Choice("mode", ("ok", "raise", "nan", "oom")),)
+    def choices(self) -> tuple[nas.space.Choice, ...]:
+        return (nas.space.Choice("mode", ("ok", "raise", "nan", "oom")),)
 
     def build(self, genotype: dict[str, Any], *, num_classes: int) -> nn.Module:
         return _Faulty(str(genotype["mode"]), num_classes)
@@ -301,8 +302,8 @@ class FaultySpace(nas.SearchSpace):
 @pytest.fixture
 def faulty_space(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``faulty`` registered for this test only (other tests list the registered spaces)."""
-    monkeypatch.setattr(nas._space, "_REGISTRY", dict(nas._space._REGISTRY))
-    nas.register_space("faulty")(FaultySpace)
+    monkeypatch.setattr(nas._spaces.registry, "_REGISTRY", dict(nas._spaces.registry._REGISTRY))
+    nas.space.register_space("faulty")(FaultySpace)
     yield "faulty"
 
 
@@ -341,7 +342,7 @@ def test_a_failed_rewrite_leaves_the_old_results_intact(tmp_path, monkeypatch):
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    from nas._report import write_results
+    from nas._report.results import write_results
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
@@ -359,9 +360,9 @@ def test_a_failed_rewrite_leaves_the_old_results_intact(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def _space_of(study: optuna.Study) -> nas.SearchSpace:
+def _space_of(study: optuna.Study) -> nas.space.SearchSpace:
     attrs = study.user_attrs
-    return nas.make_space(attrs["space"], **attrs["space_options"])
+    return nas.space.make_space(attrs["space"], **attrs["space_options"])
 
 
 def test_readers_never_see_a_half_written_file(tmp_path):

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 import nas
-from nas._data import DATASETS, DataError, Dataset, check_resolution, clear_cache, load_data
+from nas import DataError, Dataset, load_data
+from nas._measure.data import DATASETS, check_resolution, clear_cache
 
 CONF_DATA = Path(__file__).resolve().parent.parent / "conf" / "data"
 
@@ -218,7 +219,7 @@ def test_synthetic_is_seeded_and_sized() -> None:
 
 
 def test_check_resolution_names_both_numbers() -> None:
-    space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+    space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25)
     model = space.build(space.random_genotype(0), num_classes=10)
     check_resolution(model, 32)
     with pytest.raises(DataError, match=r"resolution 16 .*total stride 32"):

@@ -24,8 +24,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._search import make_space_from_config, make_storage, open_study, run_search
-from nas._workers import budget_used, make_gate, retried_numbers, run_trials, sqlalchemy_url
+from nas import run_search
+from nas._search.run import space_from_config
+from nas._search.study import open_study
+from nas._storage.gate import make_gate
+from nas._storage.recovery import budget_used, retried_numbers
+from nas._storage.storage import make_storage, sqlalchemy_url
+from nas._storage.workers import run_trials
 from tests.test_search import TINY, tiny
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +207,7 @@ def test_four_processes_at_once_use_the_budget_exactly(tmp_path, backend):
 
 @needs_postgres
 def test_postgres_gate_excludes_other_connections():
-    from nas._workers import _PostgresGate
+    from nas._storage.gate import _PostgresGate
 
     gate_a = _PostgresGate(POSTGRES_URL, "gate-test")
     gate_b = _PostgresGate(POSTGRES_URL, "gate-test")
@@ -221,7 +226,7 @@ def test_postgres_gate_excludes_other_connections():
 
 
 def _first_samples(cfg: Any, run_dir: Path, n: int = 4) -> list[dict[str, Any]]:
-    space = make_space_from_config(cfg.space)
+    space = space_from_config(cfg.space)
     study, _ = open_study(cfg, run_dir=run_dir, space=space, num_classes=4)
     samples = []
     for _ in range(n):

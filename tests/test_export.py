@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import nas
-from nas import ArchFileError
-from nas._export import describe_arch, export_model, inception_rows, mbconv_rows
+from nas import ArchFileError, describe_arch, export_model
 from search_spaces.mbconv import B0_GENOTYPE
 
 HAVE_ONNX = all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "onnxruntime"))
@@ -29,7 +28,7 @@ def small_arch_file(tmp_path: Path, make_small_space) -> Path:
 
 
 def test_b0_table_is_the_papers_table_1(tmp_path: Path) -> None:
-    rows = mbconv_rows(nas.efficientnet("b0"), resolution=224)
+    rows = nas.zoo.efficientnet("b0").layer_table(224)
     table = [(r["operator"], r["input"], r["out"], r["layers"]) for r in rows]
     assert table == [
         ("Conv3x3", "224x224", 32, 1),
@@ -49,9 +48,9 @@ def test_b0_table_is_the_papers_table_1(tmp_path: Path) -> None:
 
 def test_describe_b0_file(tmp_path: Path) -> None:
     # At 128 rather than 224 to keep the test quick; test_profile checks B0's MACs at 224.
-    space = nas.make_space("mbconv", resolution=128)
+    space = nas.space.make_space("mbconv", resolution=128)
     path = nas.save_arch(space.arch(B0_GENOTYPE, num_classes=1000), tmp_path / "b0.yaml")
-    macs = nas.profile(nas.efficientnet("b0"), resolution=128).conv_linear_macs
+    macs = nas.profile(nas.zoo.efficientnet("b0"), resolution=128).conv_linear_macs
     text = describe_arch(path)
     assert str(path) in text
     assert re.search(r"space\s+mbconv", text) and re.search(r"classes\s+1000", text)
@@ -62,11 +61,11 @@ def test_describe_b0_file(tmp_path: Path) -> None:
 
 
 def test_googlenet_table_has_the_six_widths_and_the_branch_form() -> None:
-    space = nas.make_space(
+    space = nas.space.make_space(
         "inception", resolution=32, modules=["3a"], widths=[1.0], branch5x5=["3x3x2"]
     )
     model = space.build(space.random_genotype(0), num_classes=10)
-    rows = {r["stage"]: r for r in inception_rows(model, resolution=32)}
+    rows = {r["stage"]: r for r in model.layer_table(32)}
     widths = ["#1x1", "#3x3 red", "#3x3", "#5x5 red", "#5x5", "pool proj"]
     assert [rows["3a"][k] for k in widths] == [64, 96, 128, 16, 32, 32]
     assert rows["3a"]["form"] == "3x3x2" and rows["3b"]["form"] == "5x5"
@@ -76,7 +75,7 @@ def test_googlenet_table_has_the_six_widths_and_the_branch_form() -> None:
 
 
 def test_describe_inception_with_aux_heads(make_small_space) -> None:
-    space = nas.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
+    space = nas.space.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
     text = describe_arch(space.arch(space.random_genotype(0), num_classes=10))
     assert "Inception modules" in text and "aux x2" in text and "training only" in text
     assert "params, eval/export" in text
@@ -134,7 +133,7 @@ def test_export_loads_the_given_weights(small_arch_file: Path, tmp_path: Path) -
 
 
 def test_export_inception_drops_the_aux_heads(tmp_path: Path) -> None:
-    space = nas.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
+    space = nas.space.make_space("inception", resolution=32, width_mult=0.25, aux_logits=True)
     arch = space.arch(space.random_genotype(0), num_classes=10)
     path = export_model(arch, format="torchscript", output=tmp_path / "g.pt")
     with warnings.catch_warnings():

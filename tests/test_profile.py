@@ -16,7 +16,7 @@ import nas
 
 @pytest.fixture(scope="module")
 def b0_profile() -> nas.Profile:
-    return nas.profile(nas.efficientnet("b0"), resolution=224)
+    return nas.profile(nas.zoo.efficientnet("b0"), resolution=224)
 
 
 def test_b0_macs_match_the_paper(b0_profile: nas.Profile) -> None:
@@ -41,7 +41,7 @@ def test_thop_conv_linear_agrees_with_the_flop_counter(b0_profile: nas.Profile) 
     cheap = (nn.BatchNorm2d, nn.SiLU, nn.Sigmoid, nn.AdaptiveAvgPool2d, nn.Dropout)
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         macs, _ = thop_profile(
-            nas.efficientnet("b0").eval(),
+            nas.zoo.efficientnet("b0").eval(),
             inputs=(torch.zeros(1, 3, 224, 224),),
             custom_ops=dict.fromkeys(cheap, count_nothing),
             verbose=False,
@@ -92,7 +92,7 @@ def test_mobilenet_v2_macs_match_the_reference() -> None:
     # torchvision documents 0.30 GFLOPS (multiply-adds) for mobilenet_v2 at 224.
     from search_spaces.mbconv import MOBILENET_V2_GENOTYPE, MOBILENET_V2_OPTIONS
 
-    space = nas.make_space("mbconv", resolution=224, **MOBILENET_V2_OPTIONS)
+    space = nas.space.make_space("mbconv", resolution=224, **MOBILENET_V2_OPTIONS)
     p = nas.profile(space.build(MOBILENET_V2_GENOTYPE, num_classes=1000), resolution=224)
     assert p.params == 3_504_872
     assert p.conv_linear_macs == pytest.approx(0.30e9, abs=0.01e9)

@@ -12,14 +12,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import nas
-from nas._data import DataError, Dataset, load_data
-from nas._proxy import (
-    EVALUATORS,
-    AccuracyResult,
-    NonFiniteLossError,
-    ProxyEvaluator,
-    make_evaluator,
-)
+from nas import AccuracyResult, DataError, Dataset, NonFiniteLossError, load_data, make_evaluator
+from nas._measure.evaluators import EVALUATORS
+from nas._measure.proxy import ProxyEvaluator
 
 CONF_EVALUATOR = Path(__file__).resolve().parent.parent / "conf" / "evaluator"
 # Three stages, total stride 8: a real MBConv network small enough to train in a second.
@@ -32,7 +27,7 @@ def data() -> Dataset:
 
 
 def tiny(seed: int = 0, *, width_mult: float = 0.5, num_classes: int = 4) -> nn.Module:
-    space = nas.make_space(
+    space = nas.space.make_space(
         "mbconv",
         resolution=16,
         stages=TINY_STAGES,
@@ -142,7 +137,7 @@ def test_bad_inputs_raise_clear_errors(data: Dataset) -> None:
             proxy(tiny(), data, device="cuda")
     with pytest.raises(ValueError, match=r"unknown device 'tpu'"):
         proxy(tiny(), data, device="tpu")
-    b0_like = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+    b0_like = nas.space.make_space("mbconv", resolution=32, width_mult=0.25)
     stride_32 = b0_like.build(b0_like.random_genotype(0), num_classes=4)
     with pytest.raises(
         DataError, match=r"resolution 16 is smaller than the network's total stride 32"

@@ -1,4 +1,4 @@
-"""Two-step compound scaling (nas._scaling): grid constraint, MACs growth, the official table,
+"""Two-step compound scaling (nas.run_scaling): grid constraint, MACs growth, the official table,
 the winner rules, bad input, and a reduced end-to-end run through the CLI."""
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import nas
-from nas._config import ConfigError, compose
-from nas._report import Row
-from nas._scaling import (
-    PAPER_COEFFICIENTS,
-    _check_scaling,
-    choose_winner,
-    family_archs,
-    full_scale_space,
-    measure_family,
-    meta_size,
-    official_archs,
-    run_scaling,
-)
-from search_spaces.compound import Point
+from nas import ConfigError, TrialRecord, compose
+from nas._scaling.compound import meta_size
+from nas._scaling.family import measure_family
+from nas._scaling.procedure import check_scaling, choose_winner
+from nas.space import PAPER_COEFFICIENTS, Point
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,21 +65,16 @@ EMPTY_GRID = [
 ]
 
 
-def _row(trial: int, point: Point, accuracy: float, latency_ms: float, macs: int) -> Row:
-    return Row(
+def _row(trial: int, point: Point, accuracy: float, latency_ms: float, macs: int) -> TrialRecord:
+    return TrialRecord(
         trial=trial,
         state="COMPLETE",
         accuracy=accuracy,
         latency_ms=latency_ms,
         params=1000,
         macs=macs,
-        feasible=True,
-        duplicate_of=None,
-        seconds=1.0,
-        note="",
-        arch="",
+        seconds={"total": 1.0},
         genotype={"point": point.key},
-        attrs={},
     )
 
 
@@ -96,7 +82,7 @@ def _row(trial: int, point: Point, accuracy: float, latency_ms: float, macs: int
 
 
 def test_every_admissible_point_satisfies_the_constraint() -> None:
-    space = nas.make_space("compound")
+    space = nas.space.make_space("compound")
     assert space.points
     for p in space.points:
         assert min(p.alpha, p.beta, p.gamma) >= 1.0
@@ -105,8 +91,8 @@ def test_every_admissible_point_satisfies_the_constraint() -> None:
 
 
 def test_tighter_tolerance_admits_a_subset() -> None:
-    loose = set(nas.make_space("compound").points)
-    tight = nas.make_space("compound", tolerance=0.02).points
+    loose = set(nas.space.make_space("compound").points)
+    tight = nas.space.make_space("compound", tolerance=0.02).points
     assert tight and set(tight) < loose
     assert all(abs(p.product - 2.0) <= 0.02 + 1e-9 for p in tight)
 
@@ -114,7 +100,7 @@ def test_tighter_tolerance_admits_a_subset() -> None:
 # --------------------------------------------------------------------------- MACs
 
 
-def _full_ratio(space: nas.SearchSpace, point: Point, phi: int) -> float:
+def _full_ratio(space: nas.space.SearchSpace, point: Point, phi: int) -> float:
     base = meta_size(space.scaled_arch(point, 0, num_classes=1000))[1]
     return meta_size(space.scaled_arch(point, phi, num_classes=1000))[1] / base
 
@@ -129,14 +115,14 @@ def test_macs_at_phi_1_about_double_the_base(point: Point) -> None:
     # stage becomes two for any α > 1), channels to multiples of 8, resolution to a multiple
     # of 8. Over every distinct admissible network the observed range is 1.89 to 3.25
     # (test_macs_at_phi_1_range_over_the_whole_grid); the paper's point gives 2.23.
-    space = nas.make_space("compound", tolerance=0.1)
+    space = nas.space.make_space("compound", tolerance=0.1)
     ratio = _full_ratio(space, point, 1)
     assert 1.85 <= ratio <= 3.3, ratio
 
 
 @pytest.mark.slow
 def test_macs_at_phi_1_range_over_the_whole_grid() -> None:
-    space = nas.make_space("compound")
+    space = nas.space.make_space("compound")
     distinct: dict[str, Point] = {}
     for p in space.points:
         distinct.setdefault(space.identity({"point": p.key}), p)
@@ -153,18 +139,18 @@ def test_macs_at_phi_1_range_over_the_whole_grid() -> None:
 
 @pytest.mark.parametrize("scale", ["full", "proxy"])
 def test_family_macs_grow_monotonically_with_phi(scale: str) -> None:
-    proxy = nas.make_space("compound", resolution=32, base_width=0.25)
-    space = full_scale_space(proxy) if scale == "full" else proxy
-    archs = family_archs(space, Point(*PAPER_COEFFICIENTS), max_phi=7, num_classes=10)
+    proxy = nas.space.make_space("compound", resolution=32, base_width=0.25)
+    scaling = proxy.scaling.full_scale() if scale == "full" else proxy.scaling
+    archs = scaling.family(Point(*PAPER_COEFFICIENTS), max_phi=7, num_classes=10)
     macs = [meta_size(a)[1] for _, a in archs]
     assert all(b > a for a, b in itertools.pairwise(macs)), macs
     assert [phi for phi, _ in archs] == list(range(8))
 
 
 def test_meta_size_matches_profile() -> None:
-    space = nas.make_space("compound", resolution=32, base_width=0.25)
+    space = nas.space.make_space("compound", resolution=32, base_width=0.25)
     arch = space.scaled_arch(Point(*PAPER_COEFFICIENTS), 2, num_classes=10)
-    prof = nas.profile(arch.build(), resolution=arch.resolution)
+    prof = nas.profile(nas.build_model(arch), resolution=arch.resolution)
     assert meta_size(arch) == (prof.params, prof.conv_linear_macs)
 
 
@@ -172,21 +158,21 @@ def test_meta_size_matches_profile() -> None:
 
 
 def test_official_table_reproduces_reference_parameter_counts() -> None:
-    archs = official_archs(nas.make_space("compound"), num_classes=1000)
+    archs = nas.space.make_space("compound").scaling.official(num_classes=1000)
     assert [a.resolution for _, a in archs] == [224, 240, 260, 300, 380, 456, 528, 600]
     assert [meta_size(a)[0] for _, a in archs] == REFERENCE_PARAMS
 
 
 def test_official_member_builds_the_same_network_as_efficientnet() -> None:
-    _, b2 = official_archs(nas.make_space("compound"), num_classes=1000)[2]
-    assert meta_size(b2)[0] == sum(p.numel() for p in nas.efficientnet("b2").parameters())
+    _, b2 = nas.space.make_space("compound").scaling.official(num_classes=1000)[2]
+    assert meta_size(b2)[0] == sum(p.numel() for p in nas.zoo.efficientnet("b2").parameters())
 
 
 # --------------------------------------------------------------------------- winner
 
 
 def test_winner_highest_accuracy_ties_to_fewer_macs() -> None:
-    space = nas.make_space("compound")
+    space = nas.space.make_space("compound")
     p1, p2, p3 = Point(1.2, 1.1, 1.15), Point(1.0, 1.0, 1.4), Point(1.9, 1.0, 1.0)
     rows = [
         _row(0, p1, 0.80, 5.0, 300),
@@ -200,14 +186,14 @@ def test_winner_highest_accuracy_ties_to_fewer_macs() -> None:
 
 
 def test_winner_budget_that_nothing_meets_names_the_best_seen() -> None:
-    space = nas.make_space("compound")
+    space = nas.space.make_space("compound")
     rows = [_row(0, Point(1.2, 1.1, 1.15), 0.8, 5.0, 300)]
     with pytest.raises(ValueError, match=r"max_latency_ms=1.0 \(the fastest measured 5.000 ms\)"):
         choose_winner(rows, space, {"rule": "latency_budget", "max_latency_ms": 1.0})
 
 
 def test_winner_among_points_of_one_network_prefers_product_closest_to_target() -> None:
-    space = nas.make_space("compound")
+    space = nas.space.make_space("compound")
     near, far = Point(1.0, 1.0, 1.4), Point(1.9, 1.0, 1.0)  # products 1.96 and 1.9
     rows = [_row(0, far, 0.9, 5.0, 300), _row(1, near, 0.9, 5.0, 300)]
     assert space.point(choose_winner(rows, space, {"rule": "accuracy"}).genotype) == near
@@ -240,7 +226,7 @@ def _scaling_options(**changes: object) -> dict:
 )
 def test_bad_scaling_options_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        _check_scaling(_scaling_options(**changes))
+        check_scaling(_scaling_options(**changes))
 
 
 def test_preset_composes_and_misspelt_scaling_key_fails() -> None:
@@ -255,7 +241,7 @@ def test_preset_composes_and_misspelt_scaling_key_fails() -> None:
 def test_empty_grid_says_so_with_the_closest_points(tmp_path: Path) -> None:
     cfg = compose(["conf=effnet_grid", "data=synthetic", *EMPTY_GRID])
     with pytest.raises(ConfigError, match=r"no admissible .*closest: \(1, 1, 1.5\) -> 2.2500"):
-        run_scaling(cfg, run_dir=tmp_path)
+        nas.run_scaling(cfg, run_dir=tmp_path)
 
 
 @pytest.mark.slow
@@ -282,17 +268,17 @@ def test_empty_grid_through_the_cli_is_one_line_and_a_nonzero_exit(tmp_path: Pat
 
 
 def test_non_mbconv_base_is_refused(tmp_path: Path) -> None:
-    space = nas.make_space("inception", resolution=32, width_mult=0.25, modules=["3a"])
+    space = nas.space.make_space("inception", resolution=32, width_mult=0.25, modules=["3a"])
     path = nas.save_arch(space.arch(space.random_genotype(0), num_classes=10), tmp_path / "g.yaml")
     cfg = compose(["conf=effnet_grid", "data=synthetic", f"space.base={path}"])
     with pytest.raises(ValueError, match=r"needs an MBConv base network.*'inception'"):
-        run_scaling(cfg, run_dir=tmp_path / "run")
+        nas.run_scaling(cfg, run_dir=tmp_path / "run")
 
 
 def test_scaling_needs_the_compound_space(tmp_path: Path) -> None:
     cfg = compose(["conf=effnet_grid", "space=mbconv", "data=synthetic"])
     with pytest.raises(ConfigError, match="scaling needs space=compound"):
-        run_scaling(cfg, run_dir=tmp_path)
+        nas.run_scaling(cfg, run_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------- step 2 latency
@@ -317,7 +303,7 @@ def test_measure_family_times_each_member_at_its_own_resolution() -> None:
     results = measure_family(
         [_Shape(log, 0), _Shape(log, 1)],
         [16, 40],
-        {"max_seconds": 0.05, "min_rounds": 2, "warmup": 1, "reference": None},
+        nas.LatencySettings(max_seconds=0.05, min_rounds=2, warmup=1, reference=None),
     )
     assert len(results) == 2 and all(r.median_ms > 0 for r in results)
     assert sorted(set(log)) == [(0, (1, 3, 16, 16)), (1, (1, 3, 40, 40))]
@@ -374,7 +360,7 @@ def test_reduced_end_to_end_run_through_the_cli_writes_all_results(tmp_path: Pat
 @pytest.mark.slow
 def test_official_mode_builds_b0_to_b7_and_reports_the_deviation(tmp_path: Path, capsys) -> None:
     overrides = [*TINY, "scaling.mode=official", "scaling.accuracy=false"]
-    outcome = run_scaling(compose(["conf=effnet_grid", *overrides]), run_dir=tmp_path)
+    outcome = nas.run_scaling(compose(["conf=effnet_grid", *overrides]), run_dir=tmp_path)
     assert [m.name for m in outcome.members] == [f"b{i}" for i in range(8)]
     assert outcome.step1 is None and outcome.coefficients == PAPER_COEFFICIENTS
     b1 = outcome.members[1]

@@ -11,9 +11,9 @@ import torch
 from optuna.trial import TrialState
 
 import nas
-from nas._config import ConfigError, compose
-from nas._report import hypervolume, pareto_front, rows_of
-from nas._search import make_space_from_config, run_search
+from nas import ConfigError, TrialRecord, compose, run_search
+from nas._report.pareto import hypervolume, pareto_front
+from nas._search.run import space_from_config
 
 # A tiny MBConv space on synthetic data, so that a trial takes about a second.
 TINY = [
@@ -48,7 +48,7 @@ def test_search_records_every_trial_and_writes_results(tmp_path):
     for t in trials:
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         a = t.user_attrs
-        assert set(a["genotype"]) == set(nas.make_space("mbconv", resolution=32).grid())
+        assert set(a["genotype"]) == set(nas.space.make_space("mbconv", resolution=32).grid())
         if t.state == TrialState.COMPLETE and a.get("duplicate_of") is None:
             assert a["params"] > 0 and a["macs"] > 0
             assert a["latency"]["median_ms"] > 0 and a["latency"]["runs"] >= 1
@@ -64,9 +64,9 @@ def test_search_records_every_trial_and_writes_results(tmp_path):
 
 def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
     calls = []
-    import nas._proxy as proxy
+    import nas._search.run as search_run
 
-    original = proxy.make_evaluator
+    original = nas.make_evaluator
 
     def counting_make_evaluator(**options):
         evaluator = original(**options)
@@ -77,7 +77,7 @@ def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(proxy, "make_evaluator", counting_make_evaluator)
+    monkeypatch.setattr(search_run, "make_evaluator", counting_make_evaluator)
     # A space of one genotype: all six trials are the same network.
     cfg = tiny(
         "search.n_trials=6", "sampler=random", "space.expand=[3]", "search.early_stop.enabled=false"
@@ -96,7 +96,7 @@ def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
 
 def test_constraint_violating_trials_are_infeasible_and_off_the_front(tmp_path):
     # A params limit between the smallest and largest networks of the space.
-    space = make_space_from_config(tiny().space)
+    space = space_from_config(tiny().space)
     sizes = sorted(
         sum(p.numel() for p in space.build(space.random_genotype(i), num_classes=10).parameters())
         for i in range(30)
@@ -106,12 +106,12 @@ def test_constraint_violating_trials_are_infeasible_and_off_the_front(tmp_path):
         tiny("search.n_trials=8", "sampler=random", f"search.constraints.max_params={limit}"),
         run_dir=tmp_path,
     )
-    rows = rows_of(result.study.get_trials())
+    rows = TrialRecord.all_of(result.study.get_trials())
     infeasible = [r for r in rows if not r.feasible]
     assert infeasible, "the limit should make some trials infeasible"
     for r in infeasible:
         assert r.params > limit
-        assert "curve" not in r.attrs, "infeasible trials are never trained"
+        assert not r.curve and "train" not in r.seconds, "infeasible trials are never trained"
         assert "params" in r.note
     front_ids = {
         rec["trial"] for rec in json.loads((tmp_path / "pareto.json").read_text())["front"]
@@ -157,7 +157,7 @@ def test_dominated_trials_are_stopped_and_recorded_as_pruned(tmp_path):
         assert "dominated at epoch 1" in t.user_attrs[
             "pruned"
         ] or "pruned trial" in t.user_attrs.get("pruned", "same genotype as pruned trial")
-    rows = rows_of(result.study.get_trials())
+    rows = TrialRecord.all_of(result.study.get_trials())
     assert {r.trial for r in result.results.front}.isdisjoint({t.number for t in pruned})
     assert any(r.state == "PRUNED" for r in rows)
 
@@ -193,7 +193,7 @@ def test_pareto_front_and_hypervolume_by_hand():
                 user_attrs={"accuracy": acc, "latency_ms": lat, "params": 1, "macs": 1},
             )
         )
-    front = pareto_front(rows_of(study.get_trials()))
+    front = pareto_front(TrialRecord.all_of(study.get_trials()))
     assert [(r.accuracy, r.latency_ms) for r in front] == [(0.5, 1.0), (0.7, 2.0), (0.9, 4.0)]
     # Reference latency 5: 0.5*(2-1) + 0.7*(4-2) + 0.9*(5-4).
     assert hypervolume([(r.accuracy, r.latency_ms) for r in front], 5.0) == pytest.approx(2.8)

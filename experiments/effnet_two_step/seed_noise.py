@@ -24,11 +24,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from nas._arch import atomic_write_text
-from nas._config import call_with_options, to_dict
-from nas._data import load_data
-from nas._proxy import make_evaluator
-from nas._search import make_space_from_config
+from nas import load_data, make_evaluator
+from nas.space import make_space
 
 
 def main() -> None:
@@ -45,7 +42,7 @@ def main() -> None:
     threads = cfg.search.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
-    space = make_space_from_config(cfg.space)
+    space = make_space(**OmegaConf.to_container(cfg.space, resolve=True))
     with (args.run_dir / "trials.csv").open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["state"] == "COMPLETE" and r["accuracy"]]
     step1 = {json.loads(r["genotype"])["point"]: float(r["accuracy"]) for r in rows}
@@ -56,17 +53,17 @@ def main() -> None:
             (r for r in rows if not r["duplicate_of"]), key=lambda r: -float(r["accuracy"])
         )
         points = [json.loads(r["genotype"])["point"] for r in distinct[: args.top]]
-    data_options = to_dict(cfg.data)
+    data_options = OmegaConf.to_container(cfg.data, resolve=True)
     results = []
     for point in points:
         genotype = space.validate({"point": point})
         resolution = space.resolution_of(genotype)
-        data = call_with_options(load_data, data_options, group="data", resolution=resolution)
+        data = load_data(**data_options, resolution=resolution)
         accs = []
         start = time.perf_counter()
         for seed in range(1, args.seeds + 1):
-            options = {**to_dict(cfg.evaluator), "seed": seed}
-            evaluator = call_with_options(make_evaluator, options, group="evaluator")
+            options = {**OmegaConf.to_container(cfg.evaluator, resolve=True), "seed": seed}
+            evaluator = make_evaluator(**options)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = space.build(genotype, num_classes=data.num_classes)
@@ -92,7 +89,7 @@ def main() -> None:
             flush=True,
         )
     name = f"seed_noise{'-' + args.tag if args.tag else ''}.json"
-    atomic_write_text(args.run_dir / name, json.dumps(results, indent=2))
+    (args.run_dir / name).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import nas
-from nas._blocks import SqueezeExcite
-from nas._latency import LatencyTable, describe_device, measure_latencies, measure_latency
+from nas import LatencyTable, measure_latencies, measure_latency
+from nas.space import SqueezeExcite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,11 +156,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = args.resolution
-    space = nas.make_space("mbconv", resolution=res, width_mult=args.width_mult)
+    space = nas.space.make_space("mbconv", resolution=res, width_mult=args.width_mult)
     genotypes = [space.random_genotype(seed) for seed in range(args.archs)]
     models = [space.build(g, num_classes=args.num_classes) for g in genotypes]
     print(f"settings: {cfg}", flush=True)
-    print(f"device: {describe_device('cpu')}, torch {torch.__version__}", flush=True)
+    print(
+        f"device: {measure_latency(models[0], resolution=res, max_seconds=0.1).device}, "
+        f"torch {torch.__version__}",
+        flush=True,
+    )
     t_start = time.perf_counter()
 
     pass_a = measure_pass(models, list(range(len(models))), res, cfg, "pass A")

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 import nas
-from nas._latency import measure_latencies
+from nas import measure_latencies
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = (
@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = yaml.safe_load((ROOT / "conf/latency/cpu.yaml").read_text())
     cfg |= {"max_seconds": 3.0, "target_rel_spread": 0.005}
-    space = nas.make_space("mbconv", resolution=160)
+    space = nas.space.make_space("mbconv", resolution=160)
     models = [space.build(space.random_genotype(s), num_classes=1000) for s in range(8)]
     phases = {}
     for phase in ("quiet", "memory stream", "quiet again"):

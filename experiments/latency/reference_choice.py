@@ -22,8 +22,8 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import nas
-from nas._latency import measure_latencies
-from nas._mbconvnet import B0_STAGES, MBConvNet, StageConfig, scale_stages
+from nas import measure_latencies
+from nas.space import B0_STAGES, MBConvNet, StageConfig, scale_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +68,10 @@ def main() -> None:
     refs = {
         "small MBConv @128": AtResolution(small_mbconv(), 128),
         "B0 x0.5 width @128": AtResolution(b0_half_width(), 128),
-        "B0 @128": AtResolution(nas.efficientnet("b0"), 128),
-        "B0 @96 (default)": AtResolution(nas.efficientnet("b0"), 96),
+        "B0 @128": AtResolution(nas.zoo.efficientnet("b0"), 128),
+        "B0 @96 (default)": AtResolution(nas.zoo.efficientnet("b0"), 96),
     }
-    space = nas.make_space("mbconv", resolution=160)
+    space = nas.space.make_space("mbconv", resolution=160)
     models = [space.build(space.random_genotype(s), num_classes=1000) for s in range(args.archs)]
     raw: dict[str, list] = {}
     for label in ("A", "B"):

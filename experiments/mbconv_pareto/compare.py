@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import optuna
-
-from nas._report import hypervolume, pareto_front, rows_of
-from nas._show import storage_of
+import nas
 
 HERE = Path(__file__).resolve().parent / "runs"
 
@@ -18,9 +15,8 @@ def main() -> None:
     for mode in ("on", "off"):
         run = HERE / mode
         doc = json.loads((run / "pareto.json").read_text())
-        study = optuna.load_study(study_name=doc["study_name"], storage=storage_of(run))
-        rows = rows_of(study.get_trials())
-        train = sum((r.attrs.get("seconds") or {}).get("train", 0.0) for r in rows)
+        rows = nas.load_trials(run, study_name=doc["study_name"])
+        train = sum(r.seconds.get("train", 0.0) for r in rows)
         runs[mode] = (doc, rows, train, int((run / "wall_seconds").read_text()))
     # One reference latency for both runs, so their hypervolumes compare.
     ref = 1.1 * max(r.latency_ms for _, rows, _, _ in runs.values() for r in rows if r.evaluated)
@@ -29,8 +25,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for mode, (doc, rows, train, wall) in runs.items():
-        front = pareto_front(rows)
-        hv = hypervolume([(r.accuracy, r.latency_ms) for r in front], ref)
+        front = nas.pareto_front(rows)
+        hv = nas.hypervolume([(r.accuracy, r.latency_ms) for r in front], ref)
         best = max(r.accuracy for r in front)
         print(
             f"| {mode} | {wall} | {train:.0f} | {doc['counts'].get('COMPLETE', 0)} | "

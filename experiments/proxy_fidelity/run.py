@@ -27,8 +27,7 @@ from omegaconf import OmegaConf
 from scipy.stats import kendalltau, spearmanr
 
 import nas
-from nas._data import load_data
-from nas._proxy import NonFiniteLossError, make_evaluator
+from nas import NonFiniteLossError, load_data, make_evaluator
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10_subset.npz"
@@ -71,7 +70,7 @@ def main() -> None:
     if args.threads is not None:
         proxy_options["threads"] = args.threads
         torch.set_num_threads(args.threads)
-    space = nas.make_space("mbconv", resolution=args.resolution, width_mult=args.width)
+    space = nas.space.make_space("mbconv", resolution=args.resolution, width_mult=args.width)
     data = load_data(
         name="npz",
         path=args.data,

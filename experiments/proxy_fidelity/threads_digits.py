@@ -11,11 +11,10 @@ import statistics
 import torch
 
 import nas
-from nas._data import load_data
-from nas._proxy import make_evaluator
+from nas import load_data, make_evaluator
 
 data = load_data(name="digits", resolution=32)
-space = nas.make_space("mbconv", resolution=32, width_mult=0.5)
+space = nas.space.make_space("mbconv", resolution=32, width_mult=0.5)
 seconds: dict[int | None, list[float]] = {1: [], None: []}
 print("arch threads accuracy seconds loadavg")
 for s in range(4):

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from optuna.storages import JournalStorage  # noqa: E402
 from optuna.storages.journal import JournalFileBackend  # noqa: E402
 
-from nas._workers import JournalFile  # noqa: E402
+from nas._storage.journal import JournalFile  # noqa: E402
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -180,23 +180,25 @@ class Timers:
 
 @contextlib.contextmanager
 def constant_evaluation(objective: Any) -> Iterator[None]:
-    """Replace building, profiling, latency and accuracy by constant results (random values)."""
-    import nas._latency
-    import nas._search
-    from nas._profile import profile
-    from nas._proxy import AccuracyResult
+    """Replace building, profiling, latency and accuracy by constant results (random values).
+
+    This benchmark measures the framework itself, so it reaches into its private modules: the
+    objective's own references to profile and measure_latency are swapped for constants.
+    """
+    import nas._search.objective as objective_module
+    from nas import AccuracyResult, measure_latency, profile
 
     space = objective.space
     genotype = space.random_genotype(0)
     model = space.build(genotype, num_classes=objective.num_classes)
     prof = profile(model, resolution=space.resolution)
-    lat = nas._latency.measure_latency(
+    lat = measure_latency(
         model, resolution=space.resolution, warmup=1, min_rounds=3, max_seconds=0.2
     )
     rng = random.Random(0)
-    saved = (nas._search.profile, nas._latency.measure_latency, objective.evaluator)
-    nas._search.profile = lambda m, resolution: prof
-    nas._latency.measure_latency = lambda **kw: replace(lat, median_ms=rng.uniform(1, 5))
+    saved = (objective_module.profile, objective_module.measure_latency, objective.evaluator)
+    objective_module.profile = lambda m, resolution: prof
+    objective_module.measure_latency = lambda *a, **kw: replace(lat, median_ms=rng.uniform(1, 5))
     objective.evaluator = lambda m, data, **kw: AccuracyResult(
         accuracy=rng.random(), curve=[rng.random()], evaluator="constant"
     )
@@ -204,14 +206,16 @@ def constant_evaluation(objective: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        nas._search.profile, nas._latency.measure_latency, objective.evaluator = saved
+        objective_module.profile, objective_module.measure_latency, objective.evaluator = saved
         del space.build
 
 
 def nas_overhead(url: str | None, n_trials: int, work: Path) -> dict[str, Any]:
-    import nas._search as search
-    import nas._workers as workers
-    from nas._config import compose
+    import nas._search.progress as progress_module
+    import nas._search.run as search
+    import nas._storage.workers as workers
+    from nas import compose
+    from nas._search.objective import Objective
 
     cfg = compose([*SPACE28, f"search.n_trials={n_trials}", f"storage.url={url or 'null'}"])
     run_dir = work / f"nas_{time.time_ns()}"
@@ -219,7 +223,8 @@ def nas_overhead(url: str | None, n_trials: int, work: Path) -> dict[str, Any]:
     if url and url.startswith("sqlite:///"):
         url = f"sqlite:///{run_dir}/study.db"
         cfg.storage.url = url
-    space, objective, study, storage = search._prepare(cfg, run_dir)
+    prepared = search.prepare(cfg, run_dir)
+    space, objective, study = prepared.space, prepared.objective, prepared.study
     assert len(space.grid()) == 28, len(space.grid())
     timers = Timers()
     undo = [
@@ -227,10 +232,10 @@ def nas_overhead(url: str | None, n_trials: int, work: Path) -> dict[str, Any]:
         timers.wrap(optuna.Trial, "set_user_attr", "user attrs"),
         timers.wrap(optuna.Study, "ask", "ask"),
         timers.wrap(optuna.Study, "tell", "tell"),
-        timers.wrap(search.Objective, "_previous", "dedupe scan"),
-        timers.wrap(search.Objective, "_hook", "early-stop hook"),
+        timers.wrap(Objective, "_previous", "dedupe scan"),
+        timers.wrap(Objective, "_stop_rule", "early-stop hook"),
         timers.wrap(workers, "recover_dead_trials", "dead-worker scan"),
-        timers.wrap(search._Progress, "__call__", "progress callback"),
+        timers.wrap(progress_module.Progress, "__call__", "progress callback"),
     ]
     ends = [time.perf_counter()]
 
@@ -238,10 +243,10 @@ def nas_overhead(url: str | None, n_trials: int, work: Path) -> dict[str, Any]:
         ends.append(time.perf_counter())
         timers.close_trial(ends[-1] - ends[-2])
 
-    progress = search._Progress(n_trials, False)
+    progress = progress_module.Progress(n_trials, False)
     try:
         with constant_evaluation(objective):
-            search._trial_loop(cfg, run_dir, study, storage, objective, [progress, on_trial])
+            search._trial_loop(cfg, prepared, [progress, on_trial])
     finally:
         for u in undo:
             u()
@@ -253,10 +258,12 @@ def optuna_overhead(
     url: str | None, n_trials: int, work: Path, *, backend: type = JournalFileBackend
 ) -> dict[str, Any]:
     """Plain Optuna: study.optimize, the same 28 categoricals, the same sampler settings."""
-    from nas._config import compose
-    from nas._search import make_space_from_config
+    from omegaconf import OmegaConf
 
-    grid = make_space_from_config(compose(SPACE28).space).grid()
+    from nas import compose
+    from nas.space import make_space
+
+    grid = make_space(**OmegaConf.to_container(compose(SPACE28).space, resolve=True)).grid()
     run_dir = work / f"optuna_{time.time_ns()}"
     run_dir.mkdir()
     if url is None:
@@ -297,8 +304,8 @@ STORAGES = {"journal": None, "sqlite": "sqlite:///", "memory": ":memory:"}
 def _scaling_worker(
     url: str | None, run_dir: str, n_trials: int, eval_s: float, barrier: Any
 ) -> None:
-    import nas._search as search
-    from nas._config import compose
+    import nas._search.run as search
+    from nas import compose
 
     cfg = compose(
         [
@@ -308,7 +315,8 @@ def _scaling_worker(
             "search.study_name=scaling",
         ]
     )
-    _, objective, study, storage = search._prepare(cfg, Path(run_dir))
+    prepared = search.prepare(cfg, Path(run_dir))
+    objective = prepared.objective
     with constant_evaluation(objective):
         evaluate = objective.evaluator
 
@@ -318,7 +326,7 @@ def _scaling_worker(
 
         objective.evaluator = waiting
         barrier.wait()
-        search._trial_loop(cfg, Path(run_dir), study, storage, objective, [])
+        search._trial_loop(cfg, prepared, [])
 
 
 def scaling_run(workers: int, url: str | None, n_trials: int, eval_s: float, work: Path) -> float:
@@ -355,7 +363,7 @@ def scaling_run(workers: int, url: str | None, n_trials: int, eval_s: float, wor
 
 
 def _rdb(url: str) -> str:
-    from nas._workers import sqlalchemy_url
+    from nas._storage.storage import sqlalchemy_url
 
     return sqlalchemy_url(url)
 

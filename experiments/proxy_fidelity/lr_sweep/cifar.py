@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 import nas
-from nas._data import load_data
-from nas._proxy import make_evaluator
+from nas import load_data, make_evaluator
 
 ROOT = Path(__file__).resolve().parents[3]
 torch.set_num_threads(1)
@@ -24,7 +23,7 @@ data = load_data(
     split="test",
     val_size=2000,
 )
-space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25)
 g = space.random_genotype(1)
 runs = [
     ({"lr": 0.02}, False),

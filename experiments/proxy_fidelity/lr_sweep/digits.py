@@ -8,12 +8,11 @@ from __future__ import annotations
 import torch
 
 import nas
-from nas._data import load_data
-from nas._proxy import make_evaluator
+from nas import load_data, make_evaluator
 
 torch.set_num_threads(1)
 data = load_data(name="digits", resolution=32)
-space = nas.make_space("mbconv", resolution=32, width_mult=0.5)
+space = nas.space.make_space("mbconv", resolution=32, width_mult=0.5)
 configs = [
     {"lr": 0.1},
     {"lr": 0.05},

@@ -1,18 +1,15 @@
-"""Accuracy evaluators: short proxy training, and two training-free scores.
+"""Accuracy evaluators: their contract, and the proxy (a short real training run).
 
 An evaluator is a callable ``evaluator(model, data, *, device, on_epoch) -> AccuracyResult``
-built by :func:`make_evaluator` from the options of ``conf/evaluator/<name>.yaml``:
-
-* ``proxy``: trains the model for a small budget and returns its validation accuracy, with
-  the per-epoch curve; ``on_epoch`` lets the search stop a trial that is clearly dominated.
-* ``synflow`` and ``jacob_cov``: training-free scores (higher is better) computed on a deep
-  copy of the model in well under a second.
+built by :func:`nas.make_evaluator` from the options of ``conf/evaluator/<name>.yaml``. The
+``proxy`` evaluator trains the model for a small budget and returns its validation accuracy,
+with the per-epoch curve; ``on_epoch`` lets the search stop a trial that is clearly dominated.
+The training-free scores are in :mod:`nas._measure.scores`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from abc import ABC, abstractmethod
@@ -20,12 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._data import Dataset, check_resolution
+from nas._measure.data import Dataset, check_resolution
 
 OnEpoch = Callable[[int, float], bool]
 
@@ -89,14 +85,14 @@ class Evaluator(ABC):
         """Evaluate ``model`` on ``data``."""
 
 
-def _check_number(key: str, value: object, *, minimum: float, integer: bool) -> None:
+def check_number(key: str, value: object, *, minimum: float, integer: bool) -> None:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"evaluator option {key} must be {kind} >= {minimum}, got {value!r}")
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -109,7 +105,7 @@ def _resolve_device(device: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch inside, and leave the caller's random state as it was."""
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -130,7 +126,7 @@ def _threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _logits(output: torch.Tensor | tuple[torch.Tensor, Any]) -> torch.Tensor:
+def logits_of(output: torch.Tensor | tuple[torch.Tensor, Any]) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -166,11 +162,11 @@ class ProxyEvaluator(Evaluator):
         threads: torch CPU threads during the call (``None`` keeps torch's setting).
 
     Example:
-        >>> import nas, torch
-        >>> from nas._data import load_data
-        >>> from nas._proxy import make_evaluator
+        >>> import torch
+        >>> from nas import load_data, make_evaluator
+        >>> from nas.space import make_space
         >>> data = load_data(name="synthetic", resolution=32)
-        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> space = make_space("mbconv", resolution=32, width_mult=0.25)
         >>> _ = torch.manual_seed(0)
         >>> model = space.build(space.random_genotype(0), num_classes=10)
         >>> result = make_evaluator(name="proxy", epochs=1)(model, data)
@@ -197,17 +193,17 @@ class ProxyEvaluator(Evaluator):
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        _check_number("epochs", self.epochs, minimum=1, integer=True)
+        check_number("epochs", self.epochs, minimum=1, integer=True)
         for key in ("max_steps", "train_size", "threads"):
             if getattr(self, key) is not None:
-                _check_number(key, getattr(self, key), minimum=1, integer=True)
-        _check_number("batch_size", self.batch_size, minimum=2, integer=True)
-        _check_number("eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
-        _check_number("bn_recalibration", self.bn_recalibration, minimum=0, integer=True)
-        _check_number("seed", self.seed, minimum=0, integer=True)
-        _check_number("momentum", self.momentum, minimum=0, integer=False)
-        _check_number("weight_decay", self.weight_decay, minimum=0, integer=False)
-        _check_number("label_smoothing", self.label_smoothing, minimum=0, integer=False)
+                check_number(key, getattr(self, key), minimum=1, integer=True)
+        check_number("batch_size", self.batch_size, minimum=2, integer=True)
+        check_number("eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
+        check_number("bn_recalibration", self.bn_recalibration, minimum=0, integer=True)
+        check_number("seed", self.seed, minimum=0, integer=True)
+        check_number("momentum", self.momentum, minimum=0, integer=False)
+        check_number("weight_decay", self.weight_decay, minimum=0, integer=False)
+        check_number("label_smoothing", self.label_smoothing, minimum=0, integer=False)
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"evaluator option lr must be a number > 0, got {self.lr!r}")
         if self.label_smoothing >= 1:
@@ -242,10 +238,10 @@ class ProxyEvaluator(Evaluator):
             ValueError: an unknown device, a resolution below the network's total stride, or
                 fewer model outputs than classes.
         """
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
         check_resolution(model, data.resolution)
         start = time.perf_counter()
-        with _threads(self.threads), _seeded(self.seed, dev):
+        with _threads(self.threads), seeded(self.seed, dev):
             result = self._train(model, data, dev, on_epoch)
         result.seconds = time.perf_counter() - start
         return result
@@ -300,7 +296,7 @@ class ProxyEvaluator(Evaluator):
                 yb = y_train[idx]
                 with autocast():
                     output = model(xb)
-                    logits = _logits(output)
+                    logits = logits_of(output)
                     if step == 0:
                         _check_outputs(logits, data.num_classes)
                     loss = F.cross_entropy(logits, yb, label_smoothing=self.label_smoothing)
@@ -401,175 +397,6 @@ def _accuracy(
     correct = torch.zeros((), dtype=torch.int64, device=y.device)
     with torch.inference_mode(), autocast():
         for i in range(0, len(y), batch_size):
-            logits = _logits(model(x[i : i + batch_size].contiguous(memory_format=fmt)))
+            logits = logits_of(model(x[i : i + batch_size].contiguous(memory_format=fmt)))
             correct += (logits.argmax(dim=1) == y[i : i + batch_size]).sum()
     return int(correct) / len(y)
-
-
-@dataclass(frozen=True)
-class SynflowEvaluator(Evaluator):
-    """SynFlow score: data-free, higher is better; reported as log10 of the sum.
-
-    Tanaka et al. 2020, "Pruning neural networks without any data by iteratively conserving
-    synaptic flow" (NeurIPS), used as a zero-cost NAS proxy by Abdelfattah et al. 2021,
-    "Zero-Cost Proxies for Lightweight NAS" (ICLR). As in the latter's reference code: on a
-    copy without BatchNorm, in float64, every parameter replaced by its absolute value, an
-    all-ones input, R = sum of the outputs; score = sum over conv and linear weights of
-    |θ ⊙ ∂R/∂θ|. The log keeps the figure readable (raw sums reach 1e30 and more) and ranks
-    the same.
-
-    Example:
-        >>> import nas
-        >>> from nas._data import load_data
-        >>> from nas._proxy import make_evaluator
-        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
-        >>> model = space.build(space.random_genotype(0), num_classes=10)
-        >>> data = load_data(name="synthetic", resolution=32)
-        >>> make_evaluator(name="synflow")(model, data).epochs
-        0
-    """
-
-    name: ClassVar[str] = "synflow"
-
-    def __call__(
-        self,
-        model: nn.Module,
-        data: Dataset,
-        *,
-        device: str = "cpu",
-        on_epoch: OnEpoch | None = None,
-    ) -> AccuracyResult:
-        """Score a deep copy of ``model`` (the model itself is not changed)."""
-        dev = _resolve_device(device)
-        check_resolution(model, data.resolution)
-        start = time.perf_counter()
-        net = _without_batchnorm(copy.deepcopy(model)).to(device=dev, dtype=torch.float64)
-        net.eval()
-        with torch.no_grad():
-            for p in net.state_dict().values():
-                p.abs_()
-        net.zero_grad(set_to_none=True)
-        ones = torch.ones((1, 3, data.resolution, data.resolution), dtype=torch.float64, device=dev)
-        _logits(net(ones)).sum().backward()
-        raw = 0.0
-        with torch.no_grad():
-            for m in net.modules():
-                if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.grad is not None:
-                    raw += float((m.weight * m.weight.grad).abs().sum())
-        if not math.isfinite(raw) or raw <= 0:
-            raise NonFiniteLossError(
-                f"synflow sum is {raw} (float64 overflow or a dead network); cannot score"
-            )
-        return AccuracyResult(
-            accuracy=math.log10(raw), seconds=time.perf_counter() - start, evaluator=self.name
-        )
-
-
-def _without_batchnorm(net: nn.Module) -> nn.Module:
-    for name, child in list(net.named_children()):
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(net, name, nn.Identity())
-        else:
-            _without_batchnorm(child)
-    return net
-
-
-@dataclass(frozen=True)
-class JacobCovEvaluator(Evaluator):
-    """jacob_cov score: correlation of input Jacobians over a batch; higher is better.
-
-    Mellor et al. 2021, "Neural Architecture Search without Training" (ICML; the Jacobian
-    covariance score of arXiv:2006.04647v1), as in Abdelfattah et al. 2021's reference code:
-    J = ∂(sum of outputs)/∂x per image of a batch (the model in training mode, so BatchNorm
-    uses batch statistics), C = corrcoef(J), eigenvalues λ of C, k = 1e-5;
-    score = -Σ [log(λ + k) + 1/(λ + k)]. Computed on a deep copy.
-
-    Args:
-        batch_size: images in the batch (drawn from the training split with ``seed``).
-        seed: seeds the batch and every random layer.
-
-    Example:
-        >>> import nas
-        >>> from nas._data import load_data
-        >>> from nas._proxy import make_evaluator
-        >>> space = nas.make_space("mbconv", resolution=32, width_mult=0.25)
-        >>> model = space.build(space.random_genotype(0), num_classes=10)
-        >>> data = load_data(name="synthetic", resolution=32)
-        >>> make_evaluator(name="jacob_cov", batch_size=32)(model, data).curve
-        []
-    """
-
-    name: ClassVar[str] = "jacob_cov"
-
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_number("batch_size", self.batch_size, minimum=2, integer=True)
-        _check_number("seed", self.seed, minimum=0, integer=True)
-
-    def __call__(
-        self,
-        model: nn.Module,
-        data: Dataset,
-        *,
-        device: str = "cpu",
-        on_epoch: OnEpoch | None = None,
-    ) -> AccuracyResult:
-        """Score a deep copy of ``model`` (the model itself is not changed)."""
-        dev = _resolve_device(device)
-        check_resolution(model, data.resolution)
-        start = time.perf_counter()
-        net = copy.deepcopy(model).to(dev)
-        net.train()
-        gen = torch.Generator().manual_seed(self.seed)
-        n = min(self.batch_size, len(data.y_train))
-        idx = torch.randperm(len(data.y_train), generator=gen)[:n]
-        x = data.x_train[idx].to(dev).requires_grad_(True)
-        with _seeded(self.seed, dev):
-            out = _logits(net(x))
-        out.backward(torch.ones_like(out))
-        jacobian = x.grad.reshape(n, -1).double().cpu().numpy()  # type: ignore[union-attr]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(jacobian)
-        k = 1e-5
-        eig = np.clip(np.linalg.eigvalsh(corr), 0.0, None) if np.isfinite(corr).all() else None
-        score = float(-np.sum(np.log(eig + k) + 1.0 / (eig + k))) if eig is not None else math.nan
-        if not math.isfinite(score):
-            raise NonFiniteLossError(
-                "jacob_cov score is not finite (an input Jacobian is constant over the batch)"
-            )
-        return AccuracyResult(
-            accuracy=score, seconds=time.perf_counter() - start, evaluator=self.name
-        )
-
-
-#: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
-EVALUATORS: dict[str, type[Evaluator]] = {
-    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator)
-}
-
-
-def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
-    """Make the evaluator ``name`` from its options (the keys of its config file).
-
-    Raises:
-        ValueError: an unknown name (listing the known ones), an unknown option (listing the
-            allowed ones) or a bad option value.
-
-    Example:
-        >>> from nas._proxy import make_evaluator
-        >>> make_evaluator(name="proxy", epochs=2).epochs
-        2
-    """
-    if name not in EVALUATORS:
-        raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(EVALUATORS)}")
-    cls = EVALUATORS[name]
-    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"evaluator {name!r} has no option {unknown[0]!r}; allowed: "
-            f"{', '.join(allowed) if allowed else 'none'}"
-        )
-    return cls(**options)

@@ -11,7 +11,6 @@ import contextlib
 import functools
 import io
 import json
-import math
 import os
 import re
 import sys
@@ -23,15 +22,16 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
-from nas._report import (
-    Results,
-    Row,
+from nas._io import finite
+from nas._logging.protocol import FamilyLog
+from nas._record import TrialRecord
+from nas._report.pareto import (
     hypervolume,
     hypervolume_history,
     pareto_front,
     reference_latency,
-    rows_of,
 )
+from nas._report.results import FRONT_COLUMNS, TRIAL_COLUMNS, Results, trial_rows
 
 MODES = ("offline", "online", "disabled")
 OPTIONS = ("name", "project", "entity", "mode", "dir", "tags", "group")
@@ -47,30 +47,10 @@ TRIAL_METRICS = (
     "front_size",
     "hypervolume",
 )
-TRIAL_TABLE_COLUMNS = (
-    "trial",
-    "state",
-    "accuracy",
-    "latency_ms",
-    "params",
-    "macs",
-    "pareto",
-    "feasible",
-    "duplicate_of",
-    "arch",
-    "genotype",
-    "note",
-)
-FRONT_TABLE_COLUMNS = (
-    "trial",
-    "accuracy",
-    "latency_ms",
-    "params",
-    "macs",
-    "arch",
-    "arch_file",
-    "genotype",
-)
+#: The trials table's columns: those of trials.csv.
+TRIAL_TABLE_COLUMNS = tuple(TRIAL_COLUMNS)
+#: The front table's columns.
+FRONT_TABLE_COLUMNS = tuple(FRONT_COLUMNS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,11 +71,6 @@ def _guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _finite(value: float | None) -> float | None:
-    """A number wandb's JSON can hold (infeasible trials record an infinite latency)."""
-    return value if value is None or math.isfinite(value) else None
-
-
 def _flat_value(value: Any) -> Any:
     """A genotype value as a wandb scalar: primitives as they are, anything else as JSON text."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -110,10 +85,10 @@ def _env_name(setting: str) -> str:
     return "WANDB_" + setting.upper()
 
 
-def _artifact_name(study_name: str) -> str:
+def _artifact_name(study_name: str, what: str = "architectures") -> str:
     """wandb artifact names allow letters, digits, ``-``, ``_`` and ``.`` only."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", study_name).strip("-") or "study"
-    return f"{stem[:100]}-architectures"
+    return f"{stem[:100]}-{what}"
 
 
 class WandbLogger:
@@ -168,6 +143,8 @@ class WandbLogger:
         run_dir: Path,
         config: Mapping[str, Any],
         study_name: str,
+        job_type: str = "search",
+        run_name: str | None = None,
     ) -> None:
         options = dict(options)
         unknown = sorted(set(options) - set(OPTIONS))
@@ -183,6 +160,8 @@ class WandbLogger:
             raise ConfigError(f"logger.tags must be a list of strings, got {tags!r}")
         self.mode: str = mode
         self.study_name = study_name
+        self.job_type = job_type
+        self.run_name = run_name or study_name
         self.sync_dir: Path | None = None
         self._run: Any = None
         self._wandb: Any = None
@@ -226,9 +205,10 @@ class WandbLogger:
         self._run = wandb.init(
             project=options.get("project") or "nas",
             entity=options.get("entity"),
-            group=options.get("group"),
-            job_type="search",
-            name=self.study_name,
+            # The runs of one study (compound scaling's two steps) are grouped by it.
+            group=options.get("group") or (None if self.job_type == "search" else self.study_name),
+            job_type=self.job_type,
+            name=self.run_name,
             tags=tags,
             config=config,
             dir=str(root),
@@ -238,9 +218,10 @@ class WandbLogger:
         self.sync_dir = Path(self._run.sync_dir)
         if self.mode == "online":
             print(f"wandb: live run at {self._run.url}", file=sys.stderr)
-        self._run.define_metric("trial")
-        for name in (*TRIAL_METRICS, "genotype/*"):
-            self._run.define_metric(name, step_metric="trial")
+        if self.job_type == "search":
+            self._run.define_metric("trial")
+            for name in (*TRIAL_METRICS, "genotype/*"):
+                self._run.define_metric(name, step_metric="trial")
 
     def _settings(self, wandb: Any) -> dict[str, Any]:
         """Settings that keep wandb out of the search's way; a ``WANDB_*`` variable still wins."""
@@ -280,7 +261,7 @@ class WandbLogger:
             with contextlib.suppress(Exception):
                 run.finish(exit_code=1)
 
-    def _trial_row(self, rows: Sequence[Row], number: int) -> Row | None:
+    def _trial_row(self, rows: Sequence[TrialRecord], number: int) -> TrialRecord | None:
         return next((r for r in reversed(rows) if r.trial == number), None)
 
     @_guarded
@@ -288,8 +269,8 @@ class WandbLogger:
         """Optuna callback: log one finished trial against its number."""
         if self._run is None:
             return
-        rows = rows_of(study.get_trials(deepcopy=False))
-        row = self._trial_row(rows, trial.number) or rows_of([trial])[0]
+        rows = TrialRecord.all_of(study.get_trials(deepcopy=False))
+        row = self._trial_row(rows, trial.number) or TrialRecord.of(trial)
         evaluated = [r for r in rows if r.evaluated]
         ref = reference_latency(rows, self._hv_reference)
         points = [(r.accuracy, r.latency_ms) for r in evaluated]
@@ -298,10 +279,10 @@ class WandbLogger:
             "state": row.state,
             "feasible": row.feasible,
             "accuracy": row.accuracy,
-            "latency_ms": _finite(row.latency_ms),
+            "latency_ms": finite(row.latency_ms),
             "params": row.params,
             "macs": row.macs,
-            "seconds": row.seconds,
+            "seconds": row.total_seconds,
             "front_size": len(pareto_front(rows)),
             "hypervolume": hypervolume(points, ref),  # type: ignore[arg-type]
         }
@@ -317,45 +298,16 @@ class WandbLogger:
         wandb = self._wandb
         front_ids = {r.trial for r in results.front}
         trials = wandb.Table(
-            columns=list(TRIAL_TABLE_COLUMNS),
-            data=[
-                [
-                    r.trial,
-                    r.state,
-                    r.accuracy,
-                    _finite(r.latency_ms),
-                    r.params,
-                    r.macs,
-                    r.trial in front_ids,
-                    r.feasible,
-                    r.duplicate_of,
-                    r.arch,
-                    json.dumps(r.genotype, sort_keys=True),
-                    r.note,
-                ]
-                for r in results.rows
-            ],
+            columns=list(TRIAL_TABLE_COLUMNS), data=finite(trial_rows(results.rows, front_ids))
         )
-        arch_files = {
-            int(Path(key).stem.removeprefix("trial_")): key
-            for key in results.files
-            if key.startswith("archs/")
-        }
         front = wandb.Table(
             columns=list(FRONT_TABLE_COLUMNS),
-            data=[
+            data=finite(
                 [
-                    r.trial,
-                    r.accuracy,
-                    r.latency_ms,
-                    r.params,
-                    r.macs,
-                    r.arch,
-                    arch_files.get(r.trial),
-                    json.dumps(r.genotype, sort_keys=True),
+                    [col(r, results.arch_file(r.trial)) for col in FRONT_COLUMNS.values()]
+                    for r in results.front
                 ]
-                for r in results.front
-            ],
+            ),
         )
         ref = results.reference_latency_ms
         hv = wandb.Table(
@@ -411,6 +363,29 @@ class WandbLogger:
             for name in names:
                 artifact.add_file(str(results.files[name]), name=name)
             self._run.log_artifact(artifact)
+
+    @_guarded
+    def on_family(self, family: FamilyLog) -> None:
+        """Log compound scaling's step 2: the family table, its curves, plot and files."""
+        if self._run is None:
+            return
+        wandb = self._wandb
+        table = wandb.Table(columns=list(family.columns), data=finite(family.rows))
+        logged: dict[str, Any] = {"family": table}
+        for y in ("accuracy", "latency_ms"):
+            index = family.columns.index(y) if y in family.columns else None
+            if index is not None and any(row[index] is not None for row in family.rows):
+                logged[f"{y.removesuffix('_ms')}_vs_phi"] = wandb.plot.line(
+                    table, "phi", y, title=f"{y.removesuffix('_ms')} vs φ"
+                )
+        if family.plot is not None and family.plot.is_file():
+            logged["scaling_plot"] = wandb.Image(str(family.plot))
+        self._run.log(logged)
+        self._run.summary.update(finite(dict(family.summary)))
+        artifact = wandb.Artifact(_artifact_name(self.study_name, "family"), type="architectures")
+        for name, path in family.files.items():
+            artifact.add_file(str(path), name=name)
+        self._run.log_artifact(artifact)
 
     @_guarded
     def finish(self) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
 
-from nas._blocks import ConvBNAct, MBConv, _make_divisible
+from nas._models.blocks import ConvBNAct, MBConv, make_divisible
+from nas._models.network import input_sizes, n_params
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ EFFICIENTNET_TABLE: dict[str, tuple[float, float, int, float]] = {
 
 def round_channels(channels: float, width_mult: float) -> int:
     """Scale ``channels`` by ``width_mult``, rounded to a multiple of 8 (>= 90% of exact)."""
-    return _make_divisible(channels * width_mult, 8)
+    return make_divisible(channels * width_mult, 8)
 
 
 def round_layers(layers: int, depth_mult: float) -> int:
@@ -169,6 +171,65 @@ class MBConvNet(nn.Module):
         units.append(self.features[-1])
         units.append(nn.Sequential(self.avgpool, nn.Flatten(1), self.classifier))
         return units
+
+    layer_table_title = "MBConv stages"
+
+    def layer_table(self, resolution: int) -> list[dict[str, Any]]:
+        """The stage table, laid out as Table 1 of the EfficientNet paper.
+
+        One row for the stem, one per MBConv stage (expansion, kernel, stride of its first
+        block, output channels, layers, SE ratio) and one for the head; ``input`` is the
+        stage's input size at ``resolution``.
+        """
+        stem, *stages, head = self.features
+        named = {"stem": stem, **{f"s{i}": s for i, s in enumerate(stages, start=1)}, "head": head}
+        sizes = input_sizes(self, named, resolution)
+        conv = stem[0]
+        rows: list[dict[str, Any]] = [
+            {
+                "stage": "stem",
+                "operator": f"Conv{conv.kernel_size[0]}x{conv.kernel_size[1]}",
+                "input": sizes["stem"],
+                "expand": None,
+                "kernel": conv.kernel_size[0],
+                "stride": conv.stride[0],
+                "out": conv.out_channels,
+                "layers": 1,
+                "SE": None,
+                "params": n_params(stem),
+            }
+        ]
+        for i, (cfg, stage) in enumerate(zip(self.stage_configs, stages, strict=True), start=1):
+            expand = f"{cfg.expand_ratio:g}"
+            rows.append(
+                {
+                    "stage": f"s{i}",
+                    "operator": f"MBConv{expand}, k{cfg.kernel}x{cfg.kernel}",
+                    "input": sizes.get(f"s{i}"),
+                    "expand": expand,
+                    "kernel": cfg.kernel,
+                    "stride": cfg.stride,
+                    "out": cfg.out_channels,
+                    "layers": cfg.layers,
+                    "SE": f"{cfg.se_ratio:g}" if cfg.se_ratio else "-",
+                    "params": n_params(stage),
+                }
+            )
+        rows.append(
+            {
+                "stage": "head",
+                "operator": "Conv1x1 & Pooling & FC",
+                "input": sizes["head"],
+                "expand": None,
+                "kernel": 1,
+                "stride": 1,
+                "out": head.out_channels,
+                "layers": 1,
+                "SE": None,
+                "params": n_params(head) + n_params(self.classifier),
+            }
+        )
+        return rows
 
 
 def _init_weights(model: nn.Module) -> None:

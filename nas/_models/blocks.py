@@ -131,9 +131,7 @@ class MBConv(nn.Module):
         self.out_channels = out_channels
         self.stride = stride
         self.use_residual = stride == 1 and in_channels == out_channels
-        hidden = (
-            _make_divisible(in_channels * expand_ratio, 8) if expand_ratio != 1 else in_channels
-        )
+        hidden = make_divisible(in_channels * expand_ratio, 8) if expand_ratio != 1 else in_channels
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNAct(in_channels, hidden, kernel_size=1, activation=activation))
@@ -161,7 +159,7 @@ class MBConv(nn.Module):
         return out
 
 
-def _make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``value`` to a multiple of ``divisor``, never below 90% of ``value``.
 
     Same rule as the TensorFlow and torchvision MobileNet/EfficientNet code.
@@ -225,7 +223,7 @@ class InceptionModule(nn.Module):
             if bn:
                 return ConvBNAct(cin, cout, kernel_size=k, activation=activation)
             return nn.Sequential(
-                nn.Conv2d(cin, cout, k, padding=k // 2), make_activation(activation)
+                nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias), make_activation(activation)
             )
 
         self.branch1 = conv(in_channels, c1x1, 1) if c1x1 else None

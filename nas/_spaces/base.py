@@ -1,37 +1,38 @@
-"""Search spaces: a choice declared once, a base class, and a registry of spaces by name.
+"""Search spaces: a choice declared once, and the base class every space derives from.
 
-A space declares its choices (label -> allowed primitive values) once; sampling from an Optuna
-trial, the grid for Optuna's GridSampler, validation and random sampling all read that one
-declaration. Spaces live in ``search_spaces/<name>.py`` and register themselves with
-:func:`register_space`; :func:`get_space` imports ``search_spaces.<name>`` on first use, so a new
-space needs no change to ``nas/``.
+A space declares its choices (label -> allowed primitive values) once, with
+:meth:`SearchSpace.declare`; sampling from an Optuna trial, the grid for a grid search,
+validation and random sampling all read that one declaration. Its options are the keyword
+arguments of its constructor, recorded when it is made (:meth:`SearchSpace.options`), so an
+architecture file rebuilds the same space without the space repeating them by hand.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import random
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABCMeta, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from nas._spaces.arch import Arch, Genotype, Primitive
+
 if TYPE_CHECKING:
     import optuna
-
-    from nas._arch import Arch
-
-Primitive = bool | int | float | str
-Genotype = dict[str, Primitive]
 
 
 @dataclass(frozen=True)
 class Choice:
-    """One architectural decision: a stable label and its allowed values (primitives)."""
+    """One architectural decision: a stable label and its allowed values (primitives).
+
+    Example:
+        >>> Choice("s1.kernel", (3, 5, 7)).contains(5.0)
+        True
+    """
 
     label: str
     values: tuple[Primitive, ...]
@@ -64,34 +65,84 @@ def _same_kind(a: object, b: object) -> bool:
     return type(a) is type(b)
 
 
-class SearchSpace(ABC):
+class _SpaceMeta(ABCMeta):
+    """Records a space's constructor arguments (defaults included) as its options."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise TypeError(
+                f"{cls.__name__} takes keyword arguments only (the keys of its config file)"
+            )
+        space = super().__call__(**kwargs)
+        bound = inspect.signature(cls.__init__).bind(space, **kwargs)
+        bound.apply_defaults()
+        options: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = inspect.signature(cls.__init__).parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                options.update(value)
+            else:
+                options[name] = value
+        try:
+            # Plain JSON values (tuples become lists): what a YAML file or a study stores.
+            space._options = json.loads(json.dumps(options))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"space {cls.name!r}: options must be JSON values ({err})") from None
+        if not space.choices:
+            raise ValueError(f"space {cls.name!r} declares no choices")
+        return space
+
+
+class SearchSpace(metaclass=_SpaceMeta):
     """Base class of every search space.
 
-    Subclasses set ``name``, take their options as keyword-only constructor arguments (these are
-    the YAML keys of ``conf/space/<name>.yaml``), and implement :attr:`choices` and
-    :meth:`build`. :meth:`options` must return the constructor arguments so that an
-    architecture file can rebuild the same space.
+    A subclass takes its options as keyword-only constructor arguments (the YAML keys of
+    ``conf/space/<name>.yaml``), calls ``super().__init__(resolution=...)``, declares its
+    choices with :meth:`declare` and implements :meth:`build`. It may override
+    :meth:`identity` (when several genotypes build one network), :meth:`resolution_of` (when
+    a choice changes the input size) and :meth:`describe`.
+
+    Example:
+        >>> from nas.space import make_space
+        >>> space = make_space("mbconv", resolution=32)
+        >>> space.options()["resolution"], len(space.choices)
+        (32, 21)
     """
 
     name: ClassVar[str] = ""
 
     def __init__(self, *, resolution: int) -> None:
-        if not isinstance(resolution, int) or resolution < 8:
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
             raise ValueError(f"resolution must be an integer >= 8, got {resolution!r}")
         self.resolution = resolution
+        self._choices: tuple[Choice, ...] = ()
+        self._options: dict[str, Any] = {}
+
+    def declare(self, *choices: Choice) -> None:
+        """Add choices to the space, in order.
+
+        Raises:
+            ValueError: a label is declared twice.
+        """
+        labels = {c.label for c in self._choices}
+        for choice in choices:
+            if choice.label in labels:
+                raise ValueError(f"choice {choice.label!r} is declared twice")
+            labels.add(choice.label)
+        self._choices = (*self._choices, *choices)
 
     @property
-    @abstractmethod
     def choices(self) -> tuple[Choice, ...]:
         """Every choice of the space, in a stable order."""
+        return self._choices
 
     @abstractmethod
     def build(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> nn.Module:
         """Build the network of a (validated) genotype."""
 
-    @abstractmethod
     def options(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this space (JSON/YAML-serialisable)."""
+        """The constructor arguments that rebuild this space (JSON values, defaults included)."""
+        return json.loads(json.dumps(self._options))
 
     def resolution_of(self, genotype: Mapping[str, Primitive]) -> int:
         """Input resolution of a genotype's network (the space's, unless a choice changes it)."""
@@ -102,7 +153,7 @@ class SearchSpace(ABC):
         return {c.label: trial.suggest_categorical(c.label, list(c.values)) for c in self.choices}
 
     def grid(self) -> dict[str, list[Primitive]]:
-        """The full grid, for ``optuna.samplers.GridSampler``."""
+        """The full grid: every value of every choice."""
         return {c.label: list(c.values) for c in self.choices}
 
     def grid_size(self) -> int:
@@ -144,8 +195,6 @@ class SearchSpace(ABC):
 
     def arch(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> Arch:
         """The architecture record of a genotype (what an architecture file holds)."""
-        from nas._arch import Arch
-
         genotype = self.validate(genotype)
         return Arch(
             space=self.name,
@@ -168,85 +217,13 @@ class SearchSpace(ABC):
         return " ".join(f"{k}={v}" for k, v in genotype.items())
 
 
-_REGISTRY: dict[str, type[SearchSpace]] = {}
-
-
-def register_space(name: str) -> Callable[[type[SearchSpace]], type[SearchSpace]]:
-    """Class decorator that registers a search space under ``name``.
-
-    Raises:
-        ValueError: if another class is already registered under that name.
-    """
-
-    def decorator(cls: type[SearchSpace]) -> type[SearchSpace]:
-        existing = _REGISTRY.get(name)
-        if existing is not None and (existing.__module__, existing.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            raise ValueError(f"a search space named {name!r} is already registered: {existing}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def get_space(name: str) -> type[SearchSpace]:
-    """The space class registered as ``name``, importing ``search_spaces.<name>`` if needed."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"unknown search space {name!r}; known: {available_spaces()}")
-    if name not in _REGISTRY:
-        try:
-            importlib.import_module(f"search_spaces.{name}")
-        except ModuleNotFoundError as err:
-            if err.name not in (f"search_spaces.{name}", "search_spaces"):
-                raise
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown search space {name!r}; known: {available_spaces()}")
-    return _REGISTRY[name]
-
-
-def available_spaces() -> list[str]:
-    """Names of the registered spaces and of the modules in ``search_spaces/``."""
-    names = set(_REGISTRY)
-    try:
-        import pkgutil
-
-        import search_spaces
-
-        names.update(m.name for m in pkgutil.iter_modules(search_spaces.__path__))
-    except ImportError:
-        pass
-    return sorted(names)
-
-
-def make_space(name: str, **options: Any) -> SearchSpace:
-    """Instantiate space ``name`` from its options, rejecting unknown option keys by name.
+def stage_lists(value: Any, *, key: str, length: int) -> list[tuple[Any, ...]] | None:
+    """Validate an optional per-stage list of choice lists (``None`` keeps the stages fixed).
 
     Example:
-        >>> from nas import make_space
-        >>> space = make_space("mbconv", resolution=32)
-        >>> "s1.kernel" in space.grid()
-        True
+        >>> stage_lists([[1, 2], [3]], key="layers", length=2)
+        [(1, 2), (3,)]
     """
-    cls = get_space(name)
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [
-        p for p in params if p != "self" and params[p].kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"space {name!r} has no option {unknown[0]!r}; allowed: {', '.join(allowed)}"
-        )
-    return cls(**options)
-
-
-def as_tuple_of_lists(
-    value: Sequence[Sequence[Any]] | None, *, key: str, length: int
-) -> list[tuple[Any, ...]] | None:
-    """Validate an optional per-stage list of choice lists (``None`` keeps it fixed)."""
     if value is None:
         return None
     rows = [tuple(v) for v in value]

@@ -1,19 +1,23 @@
-"""Architecture files: what a found network is, saved as YAML and rebuilt as an ``nn.Module``."""
+"""Architecture files: what a found network is (space, options, genotype), saved as YAML.
+
+The record is plain data; building its network is :mod:`nas._spaces.build`'s job, which needs
+the registry of spaces.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from torch import nn
 
-from nas._space import Primitive, make_space
+from nas._io import atomic_write_text
+
+Primitive = bool | int | float | str
+Genotype = dict[str, Primitive]
 
 SCHEMA_VERSION = 1
 _REQUIRED = ("schema_version", "space", "genotype", "resolution", "num_classes")
@@ -28,9 +32,10 @@ class Arch:
     """A found architecture: the space, its options, the genotype, resolution and classes.
 
     Example:
-        >>> import nas
-        >>> arch = nas.make_space("mbconv", resolution=32).arch(
-        ...     nas.make_space("mbconv", resolution=32).random_genotype(0), num_classes=10)
+        >>> import nas, torch
+        >>> from nas.space import make_space
+        >>> space = make_space("mbconv", resolution=32)
+        >>> arch = space.arch(space.random_genotype(0), num_classes=10)
         >>> nas.build_model(arch)(torch.zeros(1, 3, 32, 32)).shape
         torch.Size([1, 10])
     """
@@ -84,15 +89,9 @@ class Arch:
             metrics=dict(data.get("metrics") or {}),
         )
 
-    def make_space(self):
-        """The search space this architecture belongs to."""
-        return make_space(self.space, **self.space_options)
-
-    def build(self) -> nn.Module:
-        """Build the network (freshly initialised)."""
-        space = self.make_space()
-        genotype = space.validate(self.genotype)
-        return space.build(genotype, num_classes=self.num_classes)
+    def with_metrics(self, **metrics: Any) -> Arch:
+        """A copy with ``metrics`` (what a results file records beside the architecture)."""
+        return replace(self, metrics=dict(metrics))
 
 
 def load_arch(path: str | os.PathLike[str]) -> Arch:
@@ -129,25 +128,6 @@ def save_arch(arch: Arch, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one.
-
-    The temporary file is opened with ``open(..., "x")`` rather than ``mkstemp`` so that it gets
-    the usual umask permissions (mkstemp's 0600 would hide results from other workers).
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def as_arch(arch: Arch | Mapping[str, Any] | str | os.PathLike[str]) -> Arch:
     """Accept an :class:`Arch`, a mapping or a path to an architecture file."""
     if isinstance(arch, Arch):
@@ -162,62 +142,3 @@ def as_arch(arch: Arch | Mapping[str, Any] | str | os.PathLike[str]) -> Arch:
     if isinstance(arch, str | os.PathLike):
         return load_arch(arch)
     raise TypeError(f"arch must be an Arch, a mapping or a path, got {type(arch).__name__}")
-
-
-def build_model(arch: Arch | Mapping[str, Any] | str | os.PathLike[str]) -> nn.Module:
-    """Build the ``torch.nn.Module`` of an architecture (file path, mapping or :class:`Arch`).
-
-    Example:
-        >>> import nas
-        >>> model = nas.build_model({"schema_version": 1, "space": "mbconv",
-        ...     "space_options": {"resolution": 32},
-        ...     "genotype": nas.make_space("mbconv", resolution=32).random_genotype(1),
-        ...     "resolution": 32, "num_classes": 10})
-        >>> model(torch.zeros(2, 3, 32, 32)).shape
-        torch.Size([2, 10])
-    """
-    record = as_arch(arch)
-    try:
-        return record.build()
-    except ArchFileError:
-        raise
-    except ValueError as err:
-        where = str(arch) if isinstance(arch, str | os.PathLike) else "architecture"
-        raise ArchFileError(f"{where}: {err}") from None
-
-
-def load_model(
-    path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None
-) -> nn.Module:
-    """Build an architecture file's module and, if given, load a saved ``state_dict``.
-
-    Weights are read with ``torch.load(..., weights_only=True)``, which refuses pickled code.
-
-    Example:
-        >>> import nas, tempfile, os
-        >>> d = tempfile.mkdtemp()
-        >>> space = nas.make_space("mbconv", resolution=32)
-        >>> p = nas.save_arch(space.arch(space.random_genotype(0), num_classes=10), f"{d}/a.yaml")
-        >>> torch.save(nas.build_model(p).state_dict(), f"{d}/w.pt")
-        >>> isinstance(nas.load_model(p, weights=f"{d}/w.pt"), torch.nn.Module)
-        True
-    """
-    model = build_model(path)
-    if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ArchFileError(f"{weights}: no such weights file") from None
-        except Exception as err:  # pickle errors come in many types
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ArchFileError(
-                f"{weights}: refused or unreadable weights file ({first})"
-            ) from None
-        if not isinstance(state, Mapping):
-            raise ArchFileError(f"{weights}: expected a state_dict, got {type(state).__name__}")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ArchFileError(f"{weights}: does not fit {path} ({first})") from None
-    return model

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from nas._record import TrialRecord
+from nas._report.pareto import pareto_front
+from nas._report.tables import front_table
 
 
 def storage_of(target: str | Path) -> optuna.storages.BaseStorage | str:
     """The Optuna storage of a run directory (its ``study.journal``) or a storage URL."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     text = str(target)
     if "://" in text:
         return text
@@ -25,11 +28,39 @@ def storage_of(target: str | Path) -> optuna.storages.BaseStorage | str:
     return JournalStorage(JournalFileBackend(str(journal)))
 
 
+def load_trials(target: str | Path, *, study_name: str | None = None) -> list[TrialRecord]:
+    """The trials of a finished (or running) study as records, in trial order.
+
+    Args:
+        target: a run directory (its ``study.journal``), a journal file or a storage URL.
+        study_name: the study; may be left out when the storage holds only one.
+
+    Raises:
+        ValueError: no study there, or several and no ``study_name``.
+
+    Example:
+        >>> import nas
+        >>> rows = nas.load_trials("outputs/mbconv_pareto")  # doctest: +SKIP
+        >>> front = nas.pareto_front(rows)  # doctest: +SKIP
+    """
+    storage = storage_of(target)
+    if study_name is None:
+        names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
+        if len(names) != 1:
+            raise ValueError(
+                f"{target}: {len(names)} studies ({', '.join(names) or 'none'}); give study_name"
+            )
+        study_name = names[0]
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise ValueError(f"{target}: no study named {study_name!r}") from None
+    return TrialRecord.all_of(study.get_trials(deepcopy=False))
+
+
 def show_run(run_dir: Path) -> None:
     """Print a run's Pareto front (from pareto.json, else from its study storage)."""
     from rich.console import Console
-
-    from nas._report import front_table, pareto_front, rows_of
 
     console = Console()
     pareto = run_dir / "pareto.json"
@@ -48,7 +79,7 @@ def show_run(run_dir: Path) -> None:
     storage = storage_of(run_dir)
     for summary in optuna.study.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        front = pareto_front(rows_of(study.get_trials(deepcopy=False)))
+        front = pareto_front(TrialRecord.all_of(study.get_trials(deepcopy=False)))
         console.print(
             front_table(front, title=f"Pareto front of {study.study_name} (from storage)")
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from nas._blocks import ConvBNAct, InceptionAux, InceptionModule
+from nas._models.blocks import ConvBNAct, InceptionAux, InceptionModule
+from nas._models.network import input_sizes, n_params
 
 #: The paper's nine modules: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
 GOOGLENET_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -109,6 +111,77 @@ class GoogLeNet(nn.Module):
             units.append(nn.Sequential(module, self.pool) if name in _POOL_AFTER else module)
         units.append(nn.Sequential(self.avgpool, nn.Flatten(1), self.dropout, self.fc))
         return units
+
+    layer_table_title = "Inception modules"
+
+    def layer_table(self, resolution: int) -> list[dict[str, Any]]:
+        """Per Inception module: input size, the six GoogLeNet widths, the "5x5" form, output."""
+        named: dict[str, nn.Module] = {"stem": self.stem, **self.inception, "head": self.avgpool}
+        sizes = input_sizes(self, named, resolution)
+        empty = dict.fromkeys(("#1x1", "#3x3 red", "#3x3", "#5x5 red", "#5x5", "pool proj", "form"))
+        stem_convs = [m for m in self.stem.modules() if isinstance(m, nn.Conv2d)]
+        rows: list[dict[str, Any]] = [
+            {
+                "stage": "stem",
+                "input": sizes["stem"],
+                **empty,
+                "out": stem_convs[-1].out_channels,
+                "params": n_params(self.stem),
+            }
+        ]
+        for name, module in self.inception.items():
+            rows.append(
+                {
+                    "stage": name,
+                    "input": sizes[name],
+                    "#1x1": _conv_out(module.branch1, 0),
+                    "#3x3 red": _conv_out(module.branch2, 0),
+                    "#3x3": _conv_out(module.branch2, 1),
+                    "#5x5 red": _conv_out(module.branch3, 0),
+                    "#5x5": _conv_out(module.branch3, -1),
+                    "pool proj": _conv_out(module.branch4, 0),
+                    "form": _branch_form(module),
+                    "out": module.out_channels,
+                    "params": n_params(module),
+                }
+            )
+        rows.append(
+            {
+                "stage": "head",
+                "input": sizes["head"],
+                **empty,
+                "out": self.fc.out_features,
+                "params": n_params(self.fc),
+            }
+        )
+        if len(self.aux):
+            rows.append(
+                {
+                    "stage": f"aux x{len(self.aux)}",
+                    "input": None,
+                    **empty,
+                    "form": "training only",
+                    "out": self.fc.out_features,
+                    "params": n_params(self.aux),
+                }
+            )
+        return rows
+
+
+def _conv_out(branch: nn.Module | None, index: int) -> int:
+    """Output width of the ``index``-th conv of an Inception branch (0 when absent)."""
+    if branch is None:
+        return 0
+    return [m for m in branch.modules() if isinstance(m, nn.Conv2d)][index].out_channels
+
+
+def _branch_form(module: InceptionModule) -> str | None:
+    if module.branch3 is None:
+        return None
+    tail = [m for m in module.branch3.modules() if isinstance(m, nn.Conv2d)][1:]
+    if len(tail) == 2:
+        return "3x3x2"
+    return f"{tail[0].kernel_size[0]}x{tail[0].kernel_size[1]}"
 
 
 def googlenet(*, num_classes: int = 1000, aux_logits: bool = False) -> GoogLeNet:

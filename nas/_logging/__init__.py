@@ -1,0 +1,1 @@
+"""Experiment loggers: the logger protocol and the wandb logger."""

@@ -1,0 +1,1 @@
+"""Measurement: data, proxy training and training-free scores, latency, lookup table, profile."""

@@ -1,0 +1,39 @@
+"""Evaluators by name: what ``conf/evaluator/<name>.yaml`` selects."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from nas._measure.proxy import Evaluator, ProxyEvaluator
+from nas._measure.scores import JacobCovEvaluator, SynflowEvaluator
+
+#: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
+EVALUATORS: dict[str, type[Evaluator]] = {
+    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator)
+}
+
+
+def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
+    """Make the evaluator ``name`` from its options (the keys of its config file).
+
+    Raises:
+        ValueError: an unknown name (listing the known ones), an unknown option (listing the
+            allowed ones) or a bad option value.
+
+    Example:
+        >>> from nas import make_evaluator
+        >>> make_evaluator(name="proxy", epochs=2).epochs
+        2
+    """
+    if name not in EVALUATORS:
+        raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(EVALUATORS)}")
+    cls = EVALUATORS[name]
+    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"evaluator {name!r} has no option {unknown[0]!r}; allowed: "
+            f"{', '.join(allowed) if allowed else 'none'}"
+        )
+    return cls(**options)

@@ -1,0 +1,1 @@
+"""Building blocks and networks, and the model zoo of published networks."""

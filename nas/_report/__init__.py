@@ -1,0 +1,1 @@
+"""Reports: the Pareto front, results files, plots, tables, and reading runs back."""

@@ -1,0 +1,1 @@
+"""EfficientNet compound scaling: the admissible grid, the scaled family, the procedure."""

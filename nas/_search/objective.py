@@ -1,0 +1,219 @@
+"""The objective: one trial, from a sampled genotype to a written record.
+
+The flow reads top to bottom in :meth:`Objective._evaluate`: sample, identity, reuse, build,
+profile, constraints, latency, accuracy; :meth:`Objective.__call__` writes the record once at
+the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
+from nas._measure.data import Dataset
+from nas._measure.latency import LatencySettings, measure_latency
+from nas._measure.profile import profile
+from nas._record import TrialRecord, write_identity
+from nas._search.early_stop import DominanceStopper, StopRule
+from nas._spaces.base import SearchSpace
+from nas._storage.recovery import worker_alive
+from nas._storage.storage import quiet_heartbeat_warnings
+
+Values = float | tuple[float, float]
+
+
+def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) -> float:
+    """MnasNet's reward ACC·(LAT/T)^w (Tan et al. 2019, eq. 2 with a soft constraint).
+
+    Example:
+        >>> round(mnas_reward(0.8, 10.0, 5.0, -0.07), 4)
+        0.7619
+    """
+    if not math.isfinite(latency_ms) or latency_ms <= 0:
+        return 0.0
+    return accuracy * (latency_ms / target_ms) ** w
+
+
+def excess(value: float, limit: float | None) -> float:
+    """Constraint value for Optuna: <= 0 when satisfied (relative excess otherwise)."""
+    if limit is None:
+        return 0.0
+    return (value - limit) / max(abs(limit), 1e-12)
+
+
+@dataclass
+class Objective:
+    """The per-trial evaluation of a search (see the module docstring for its steps).
+
+    Args:
+        space: the search space.
+        data: loads the data at a resolution (cached by the loader).
+        evaluator: the accuracy evaluator (``nas.make_evaluator``).
+        latency: how latency is measured.
+        num_classes: classes of the data (the networks' outputs).
+        device: where the evaluator trains.
+        objective: ``pareto`` (accuracy, latency) or ``mnas`` (one reward).
+        constraints: hard limits; a trial over one is infeasible and never trained.
+        early_stop: stopping of dominated trials (``pareto``).
+        mnas: the reward's settings (``mnas``).
+    """
+
+    space: SearchSpace
+    data: Callable[[int], Dataset]
+    evaluator: Callable[..., Any]
+    latency: LatencySettings
+    num_classes: int
+    device: str = "cpu"
+    objective: str = "pareto"
+    constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    mnas: MnasConfig = field(default_factory=MnasConfig)
+
+    def __post_init__(self) -> None:
+        self._stopper = DominanceStopper(self.early_stop)
+
+    def __call__(self, trial: optuna.Trial) -> Values:
+        record = TrialRecord(trial=trial.number)
+        try:
+            return self._evaluate(trial, record)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            record.failure = f"{type(err).__name__}: {first}"[:500]
+            raise
+        finally:
+            record.write(trial)
+
+    def _evaluate(self, trial: optuna.Trial, record: TrialRecord) -> Values:
+        start = time.perf_counter()
+        genotype = self.space.sample(trial)
+        key = self.space.identity(genotype)
+        record.genotype, record.genotype_key = genotype, key
+        write_identity(trial, genotype, key)  # now: twins in other workers look for it
+        previous = self._previous(trial, key)
+        if previous is not None:
+            return self._reuse(trial, record, previous)
+
+        arch = self.space.arch(genotype, num_classes=self.num_classes)
+        model = self.space.build(genotype, num_classes=self.num_classes)
+        prof = profile(model, resolution=arch.resolution)
+        record.arch = self.space.describe(genotype)
+        record.resolution = arch.resolution
+        record.params, record.macs = prof.params, prof.macs
+        record.conv_linear_macs = prof.conv_linear_macs
+        t_profile = time.perf_counter()
+
+        c = self.constraints
+        record.constraints = [
+            0.0,
+            excess(prof.params, c.max_params),
+            excess(prof.macs, c.max_macs),
+        ]
+        violated = [
+            f"{name} {value:,} > {limit:,}"
+            for name, value, limit in (
+                ("params", prof.params, c.max_params),
+                ("macs", prof.macs, c.max_macs),
+            )
+            if limit and value > limit
+        ]
+        if violated:
+            record.infeasible = "; ".join(violated)
+            record.accuracy, record.latency_ms = 0.0, math.inf
+            record.seconds = {"total": time.perf_counter() - start}
+            return self._values(0.0, math.inf)
+
+        lat = measure_latency(model, resolution=arch.resolution, settings=self.latency)
+        t_latency = time.perf_counter()
+        record.latency, record.latency_ms = lat, lat.median_ms
+        record.constraints[0] = excess(lat.median_ms, c.max_latency_ms)
+        if record.constraints[0] > 0:
+            record.infeasible = f"latency {lat.median_ms:.3f} ms > {c.max_latency_ms} ms"
+            record.accuracy = 0.0
+            record.seconds = {
+                "profile": t_profile - start,
+                "latency": t_latency - t_profile,
+                "total": time.perf_counter() - start,
+            }
+            return self._values(0.0, lat.median_ms)
+
+        stop = self._stop_rule(trial, lat.median_ms)
+
+        def on_epoch(epoch: int, accuracy: float) -> bool:
+            if stop is not None:
+                record.pruned = stop(epoch, accuracy)
+            return record.pruned is not None
+
+        result = self.evaluator(
+            model, self.data(arch.resolution), device=self.device, on_epoch=on_epoch
+        )
+        record.accuracy, record.curve = result.accuracy, list(result.curve)
+        record.evaluator = result.evaluator
+        record.seconds = {
+            "profile": t_profile - start,
+            "latency": t_latency - t_profile,
+            "train": result.seconds,
+            "total": time.perf_counter() - start,
+        }
+        if result.stopped:
+            raise optuna.TrialPruned(record.pruned or "stopped early")
+        return self._values(result.accuracy, lat.median_ms)
+
+    def _values(self, accuracy: float, latency_ms: float) -> Values:
+        if self.objective == "mnas":
+            return mnas_reward(accuracy, latency_ms, self.mnas.target_ms, self.mnas.w)
+        return accuracy, latency_ms
+
+    def _stop_rule(self, trial: optuna.Trial, latency_ms: float) -> StopRule | None:
+        """Dominance early stopping (pareto), or Optuna's pruner on the reward (mnas)."""
+        if self.objective != "mnas":
+            return self._stopper.for_trial(trial, latency_ms)
+
+        def rule(epoch: int, accuracy: float) -> str | None:
+            trial.report(mnas_reward(accuracy, latency_ms, self.mnas.target_ms, self.mnas.w), epoch)
+            if trial.should_prune():
+                return f"pruned by the study's pruner at epoch {epoch}"
+            return None
+
+        return rule
+
+    @staticmethod
+    def _previous(trial: optuna.Trial, key: str, poll: float = 0.5) -> FrozenTrial | None:
+        """A finished trial of the same network; waits for an earlier one still running.
+
+        Waiting only on lower-numbered trials means two workers never wait on each other.
+        """
+        while True:
+            running = False
+            for t in trial.study.get_trials(deepcopy=False):
+                if t.number == trial.number or TrialRecord.of(t).genotype_key != key:
+                    continue
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                    return t
+                running |= (
+                    t.state == TrialState.RUNNING and t.number < trial.number and worker_alive(t)
+                )
+            if not running:
+                return None
+            # A twin whose worker on another machine died is only failed through heartbeats.
+            with quiet_heartbeat_warnings():
+                optuna.storages.fail_stale_trials(trial.study)
+            time.sleep(poll)
+
+    def _reuse(self, trial: optuna.Trial, record: TrialRecord, previous: FrozenTrial) -> Values:
+        """Take a previous identical trial's measurements instead of evaluating again."""
+        earlier = TrialRecord.of(previous)
+        origin = earlier.origin
+        record.take_measurements(earlier)
+        record.duplicate_of = origin
+        if earlier.state == TrialState.PRUNED.name:
+            raise optuna.TrialPruned(f"same genotype as pruned trial {origin}")
+        return self._values(earlier.accuracy, earlier.latency_ms)  # type: ignore[arg-type]

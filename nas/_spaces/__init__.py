@@ -1,0 +1,1 @@
+"""Search spaces: choices, the base class, the registry and architecture files."""

@@ -1,0 +1,110 @@
+"""Dead workers: trials whose worker is gone are failed and run again; the budget's count.
+
+A trial whose worker died is found two ways: on RDB storage by Optuna's heartbeats
+(``fail_stale_trials``, retried by ``RetryFailedTrialCallback``); on a journal file, which has
+no heartbeats, by the worker's host and PID recorded on the trial. Either way the trial is
+marked failed and its parameters re-enqueued, and the failed trial no longer counts towards
+the budget.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import datetime
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from nas._record import FAILURE, TrialRecord, retry_attrs
+from nas._storage.storage import MAX_RETRIES, quiet_heartbeat_warnings
+
+HOST = socket.gethostname()
+
+#: A RUNNING trial with no worker recorded this long after it started lost its worker between
+#: ``study.ask()`` and recording it (milliseconds apart): killed, or a power cut that took the
+#: unsynced record (see :class:`nas._storage.journal.JournalFile`).
+UNCLAIMED_AFTER_S = 60.0
+
+
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that another trial retries."""
+    retried = set()
+    for t in trials:
+        # Optuna's RetryFailedTrialCallback records "failed_trial"; nas's own retries retry_of.
+        origin = t.system_attrs.get("failed_trial", TrialRecord.of(t).retry_of)
+        if origin is not None:
+            retried.add(int(origin))
+    return retried
+
+
+def budget_used(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count towards ``search.n_trials``: finished or running, retried failures not."""
+    retried = retried_numbers(trials)
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
+    return sum(1 for t in trials if t.state in counted and t.number not in retried)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_alive(trial: FrozenTrial) -> bool:
+    """False when the trial's worker ran on this host and its process is gone."""
+    worker = TrialRecord.of(trial).worker
+    if not worker:
+        start = trial.datetime_start
+        if start is None:
+            return True
+        now = datetime.now(start.tzinfo) if start.tzinfo else datetime.now()
+        return (now - start).total_seconds() < UNCLAIMED_AFTER_S
+    return worker.get("host") != HOST or _alive(int(worker.get("pid", -1)))
+
+
+def recover_dead_trials(study: optuna.Study, storage: BaseStorage | None) -> list[int]:
+    """Fail and re-enqueue RUNNING trials whose worker is gone; returns their numbers.
+
+    Call it under the gate, so that two workers never recover (and retry) the same trial.
+    """
+    if storage is None:
+        return []
+    recovered = []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_alive(t):
+            continue
+        record = TrialRecord.of(t)
+        worker = record.worker or {}
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        retries = record.retries
+        retry = bool(t.params) and retries < MAX_RETRIES
+        reason = f"worker {worker.get('pid')} on {HOST} died during the trial"
+        try:
+            # The reason first: a finished trial's attributes can no longer be set.
+            storage.set_trial_user_attr(
+                trial_id, FAILURE, reason if retry else f"{reason} (not retried again)"
+            )
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all
+        if retry:
+            study.enqueue_trial(t.params, user_attrs=retry_attrs(t.number, retries=retries + 1))
+        recovered.append(t.number)
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
+        # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's
+        # RetryFailedTrialCallback (see nas._storage.storage.make_storage).
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with quiet_heartbeat_warnings():
+            optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        recovered += sorted(before - after)
+    return recovered

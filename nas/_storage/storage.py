@@ -1,0 +1,147 @@
+"""Optuna storage from ``storage.url``: the journal file by default, or an RDB server.
+
+Journal file (a path, or the run directory's ``study.journal``): measured here it costs far
+less per trial than SQLite (``experiments/throughput``) and is safe for several processes on
+one machine. ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs use Optuna's RDB storage,
+with heartbeats when ``heartbeat_interval`` is set; ``:memory:`` keeps the study in memory.
+Passwords never reach a message or a file (:func:`redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas._config import ConfigError
+from nas._storage.journal import JournalFile, check_journal_file
+
+#: How often a trial whose worker died is retried before its failure counts towards the budget
+#: (a network that always kills its worker, e.g. through the kernel's OOM killer, must not be
+#: retried forever). Heartbeats (workers on other machines) and nas._storage.recovery (this one)
+#: both keep to it.
+MAX_RETRIES = 2
+
+#: PostgreSQL drivers SQLAlchemy can use, in order of preference.
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed, when it names none.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3 and 2.0 as psycopg2, so the same
+    URL works or not depending on versions; pick whichever driver is importable instead. The
+    ``postgres://`` spelling (Heroku, many docs) is accepted as ``postgresql://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    for driver in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql://{rest}"
+
+
+@contextlib.contextmanager
+def quiet_heartbeat_warnings() -> Iterator[None]:
+    """Silence Optuna's notices about heartbeats: experimental, and meant for ``optimize``.
+
+    Heartbeats have been "experimental" since Optuna 2.8; the ask/tell loop here records them
+    as ``optimize`` does, so the notice that they belong to ``optimize`` does not apply.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+def redact(url: str) -> str:
+    """A storage URL with its password hidden (for messages and files)."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def make_storage(
+    url: str | None,
+    *,
+    run_dir: Path,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+) -> optuna.storages.BaseStorage | None:
+    """Optuna storage for ``storage.url``.
+
+    ``None`` is the embedded default, Optuna's journal file ``study.journal`` in the run
+    directory (:class:`nas._workers.JournalFile`): measured here it costs far less per trial
+    than SQLite (see ``experiments/throughput``) and is safe for several processes on one
+    machine. A path
+    is a journal file elsewhere; ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs use
+    Optuna's RDB storage (with heartbeats when ``heartbeat_interval`` is set); ``:memory:``
+    keeps the study in memory.
+    """
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if url == ":memory:":
+        return None
+    if url is None or "://" not in url:
+        path = Path(url) if url else run_dir / "study.journal"
+        if url and not path.parent.is_dir():
+            raise ConfigError(
+                f"storage.url: folder {path.parent} of journal file {path} does not exist"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal_file(path)
+        try:
+            return JournalStorage(JournalFile(str(path)))
+        except OSError as err:
+            raise ConfigError(
+                f"storage.url: cannot open journal file {path} ({err.strerror})"
+            ) from None
+        except ValueError as err:  # a damaged record in the middle of the file
+            raise ConfigError(
+                f"storage.url: journal file {path} is damaged ({_first_line(err)})"
+            ) from None
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
+        raise ConfigError(
+            f"storage.url: unsupported scheme {scheme!r} in {redact(url)}; use a journal file path, "
+            "sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB or :memory:"
+        )
+    kwargs: dict[str, Any] = {}
+    try:
+        with quiet_heartbeat_warnings():
+            if heartbeat_interval:
+                kwargs.update(
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
+                )
+            return RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme), **kwargs)
+    except ImportError:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+        hint = "pip install 'nas[postgres]'" if scheme.startswith("postgres") else "install one"
+        raise ConfigError(
+            f"storage.url: no {scheme} driver is installed for {redact(url)}; {hint}"
+        ) from None
+    except Exception as err:  # SQLAlchemy raises many types for unreachable servers
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"storage.url: cannot open {redact(url)} ({first})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _engine_kwargs(scheme: str) -> dict[str, Any]:
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}

@@ -1,0 +1,191 @@
+"""Running trials: an exact trial budget shared by many workers, heartbeats, Ctrl-C.
+
+``study.optimize`` cannot keep a budget exact across processes (Optuna's ``MaxTrialsCallback``
+stops after the fact, so K workers overshoot by up to K - 1 trials) and its GridSampler races
+between workers. So each worker runs an ask/tell loop in which "is there budget left?" and
+``study.ask()`` happen together under a gate (:mod:`nas._storage.gate`). Grid studies enqueue
+the next unused grid point under the same gate, so each point is evaluated by exactly one
+worker. Dead workers' trials are recovered under the gate too (:mod:`nas._storage.recovery`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from nas._record import FAILURE, retry_attrs, write_worker
+from nas._storage.gate import Gate
+from nas._storage.recovery import HOST, budget_used, recover_dead_trials
+from nas._storage.storage import quiet_heartbeat_warnings
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class PointSource(Protocol):
+    """Hands out the next grid point no trial has used (see ``nas._search.samplers.GridOrder``)."""
+
+    def next_point(self, trials: Sequence[FrozenTrial]) -> dict[str, Any] | None: ...
+
+
+@contextlib.contextmanager
+def _heartbeat(storage: BaseStorage, study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat while it runs (what ``study.optimize`` does on RDB)."""
+    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    if not interval:
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial_id)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM stop a worker only at a point where no trial is left half-recorded.
+
+    During a trial's evaluation they raise ``KeyboardInterrupt`` at once (the trial is failed
+    and re-enqueued); during ask, tell, storage writes and the gate they are deferred to the end
+    of that step. Otherwise a signal landing between ``study.ask()`` and recording the worker
+    leaves a RUNNING trial that no one owns and no one can recover. SIGTERM is what a terminal
+    closing, ``kill``, Slurm's time limit and ``search.n_workers``' clean-up send.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.evaluating = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.evaluating:
+            self.evaluating = False
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread
+            return
+        self.pending = False
+        old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+            self.check()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        self.check()
+        self.evaluating = True
+        try:
+            yield
+        finally:
+            self.evaluating = False
+
+
+_INTERRUPTS = _Interrupts()
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    storage: BaseStorage | None,
+    gate: Gate,
+    n_trials: int,
+    timeout: float | None,
+    callbacks: Sequence[Callback] = (),
+    grid: PointSource | None = None,
+) -> None:
+    """Run trials until the study's budget is used (by all workers together) or the timeout.
+
+    A trial's exception is recorded on it (state FAIL) and the loop goes on; Ctrl-C fails the
+    running trial, re-enqueues it for a later resume, and propagates.
+    """
+    with _INTERRUPTS.installed():
+        _loop(study, objective, storage, gate, n_trials, timeout, callbacks, grid)
+
+
+def _loop(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    storage: BaseStorage | None,
+    gate: Gate,
+    n_trials: int,
+    timeout: float | None,
+    callbacks: Sequence[Callback],
+    grid: PointSource | None,
+) -> None:
+    start = time.monotonic()
+    while timeout is None or time.monotonic() - start < timeout:
+        _INTERRUPTS.check()
+        with gate():
+            recover_dead_trials(study, storage)
+            trials = study.get_trials(deepcopy=False)
+            if budget_used(trials) >= n_trials:
+                return
+            if grid is not None and not any(t.state == TrialState.WAITING for t in trials):
+                point = grid.next_point(trials)
+                if point is None:
+                    return
+                study.enqueue_trial(point)
+            with quiet_heartbeat_warnings():
+                trial = study.ask()
+            write_worker(trial, host=HOST, pid=os.getpid())
+        with _heartbeat(storage, study, trial) if storage is not None else contextlib.nullcontext():
+            frozen = _run_one(study, trial, objective)
+        for callback in callbacks:
+            callback(study, frozen)
+
+
+def _run_one(
+    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], Any]
+) -> FrozenTrial:
+    # skip_if_finished: a trial failed by another worker meanwhile (a heartbeat that came too
+    # late) keeps that verdict; its retry evaluates it again.
+    try:
+        with _INTERRUPTS.evaluation():
+            values = objective(trial)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+    except KeyboardInterrupt:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr(FAILURE, "interrupted (Ctrl-C)")
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs=retry_attrs(trial.number))
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        optuna.logging.get_logger("nas").warning(
+            "trial %d failed: %s: %s", trial.number, type(err).__name__, first
+        )
+        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return study.tell(trial, values, skip_if_finished=True)

@@ -1,0 +1,151 @@
+"""The layout shows the architecture: small modules, one-way dependencies, plugins on public names.
+
+Imports are read from the source with ``ast`` (every import statement, also inside functions,
+except those under ``if TYPE_CHECKING:``), so a cycle hidden behind a deferred import counts.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORK = ROOT / "nas"
+#: The public modules of the framework; everything else under nas/ is private.
+PUBLIC = {"nas", "nas.space", "nas.zoo"}
+#: Experiments that measure the framework's own internals, and why they may import them.
+INSTRUMENTS_INTERNALS = {
+    # times the framework's overhead per trial by wrapping its private functions
+    "experiments/throughput/bench_throughput.py",
+}
+MAX_LINES = 500
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Modules ``path`` imports (``from a import b`` counts as ``a.b`` when that is a module)."""
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path.parent)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def framework_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(FRAMEWORK.rglob("*.py"))}
+
+
+def graph() -> dict[str, set[str]]:
+    modules = framework_modules()
+    return {name: imports(path) & set(modules) - {name} for name, path in modules.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("name", sorted(framework_modules()))
+def test_framework_modules_are_short(name: str) -> None:
+    lines = framework_modules()[name].read_text().count("\n")
+    assert lines <= MAX_LINES, f"{name} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_no_import_cycle_in_the_framework() -> None:
+    assert cycles(graph()) == []
+
+
+def test_private_packages_depend_on_each_other_one_way() -> None:
+    # nas._search.run -> nas._storage.workers is an edge _search -> _storage.
+    packages: dict[str, set[str]] = defaultdict(set)
+    for source, targets in graph().items():
+        a = source.split(".")[1] if source.count(".") else None
+        for target in targets:
+            b = target.split(".")[1] if target.count(".") else None
+            if a and b and a != b and a.startswith("_") and b.startswith("_"):
+                packages[a].add(b)
+    assert cycles(dict(packages)) == [], dict(packages)
+
+
+def test_the_framework_never_imports_a_plugin() -> None:
+    for name, path in framework_modules().items():
+        plugins = sorted(m for m in imports(path) if m.split(".")[0] == "search_spaces")
+        assert not plugins, f"{name} imports {plugins}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        [*(ROOT / "search_spaces").glob("*.py"), *(ROOT / "experiments").rglob("*.py")],
+        key=str,
+    ),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_spaces_and_experiments_use_public_names_only(path: Path) -> None:
+    if str(path.relative_to(ROOT)) in INSTRUMENTS_INTERNALS:
+        pytest.skip("measures the framework's internals on purpose")
+    private = sorted(
+        m
+        for m in imports(path)
+        if m.split(".")[0] == "nas" and m.split(".")[1:2] != [] and m.split(".")[1].startswith("_")
+    )
+    assert not private, f"{path.relative_to(ROOT)} imports private {private}"
