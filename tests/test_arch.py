@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import replace
@@ -221,3 +222,11 @@ def test_saved_arch_file_has_the_usual_permissions(tmp_path: Path, make_small_sp
     os.umask(umask)
     _, path = _arch_file(tmp_path, make_small_space("mbconv"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_results_json_writes_non_finite_numbers_as_null() -> None:
+    from nas._io import to_json
+
+    text = to_json({"a": float("inf"), "b": [float("nan"), 1.5], "c": {"d": -float("inf")}})
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+    assert "Infinity" not in text and "NaN" not in text

@@ -110,9 +110,9 @@ WORKED = {"c1x1": 64, "c3x3_reduce": 96, "c3x3": 128, "c5x5_reduce": 16, "c5x5":
 
 
 def test_inception_module_reproduces_worked_example() -> None:
-    # 128*64 + 128*96 + 96*128*9 + 128*16 + 16*32*25 = 145,920 weights. The module has no
-    # "no bias and no BN" form: without BN its convs carry a bias (336 = 64+96+128+16+32 more),
-    # with BN they do not and each BN adds a weight and a bias per channel.
+    # 128*64 + 128*96 + 96*128*9 + 128*16 + 16*32*25 = 145,920 weights. Without BN the convs
+    # carry a bias (336 = 64+96+128+16+32 more) unless bias=False; with BN they do not and
+    # each BN adds a weight and a bias per channel.
     plain = InceptionModule(128, **WORKED, pool_proj=0, bn=False)
     conv_weights = sum(m.weight.numel() for m in plain.modules() if isinstance(m, nn.Conv2d))
     assert conv_weights == 145_920
@@ -120,6 +120,9 @@ def test_inception_module_reproduces_worked_example() -> None:
     with_bn = InceptionModule(128, **WORKED, pool_proj=0)
     assert all(m.bias is None for m in with_bn.modules() if isinstance(m, nn.Conv2d))
     assert n_params(with_bn) == 145_920 + 2 * 336
+
+    no_bias = InceptionModule(128, **WORKED, pool_proj=0, bn=False, bias=False)
+    assert n_params(no_bias) == 145_920, "bias=False: the paper's arithmetic, weights alone"
 
     x = torch.randn(2, 128, 7, 7)
     assert plain(x).shape == (2, 64 + 128 + 32, 7, 7)

@@ -97,3 +97,92 @@ def test_unwritable_output_directory(tmp_path):
     out = nas_cli("search", *TINY, f"hydra.run.dir={blocker / 'run'}", timeout=120)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
+
+
+def test_help_prints_hydras_help_with_the_apps_header():
+    out = nas_cli("search", "--help", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "python -m nas search: multi-objective neural architecture search" in out.stdout
+    for group in ("space", "sampler", "latency", "storage"):  # Hydra lists the config groups
+        assert f"{group}:" in out.stdout
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path):
+    run = tmp_path / "run"
+    out = nas_cli(
+        "search",
+        "conf=inception_widths",
+        "search.n_trials=7",
+        f"hydra.run.dir={run}",
+        "--cfg",
+        "job",
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["space"]["name"] == "inception" and cfg["search"]["n_trials"] == 7
+    assert cfg["search"]["study_name"] == "inception_widths"
+    assert not run.exists(), "printing the config starts no search"
+
+
+def test_multirun_runs_one_study_per_value(tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if o != "report.plots=false"]
+    out = nas_cli(
+        "search",
+        "-m",
+        *tiny,
+        "search.n_trials=2",
+        "sampler=random,tpe",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for job, sampler in (("0", "random"), ("1", "tpe")):
+        doc = json.loads((sweep / job / "pareto.json").read_text())
+        assert doc["sampler"] == sampler and doc["n_trials"] == 2
+        assert (sweep / job / "study.journal").is_file()
+
+
+def test_dashboard_serves_the_runs_study(tmp_path):
+    pytest.importorskip("optuna_dashboard")
+    import socket
+    import time
+    import urllib.request
+
+    run = tmp_path / "run"
+    made = nas_cli("search", *TINY, "search.n_trials=2", f"hydra.run.dir={run}")
+    assert made.returncode == 0, made.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas", "dashboard", str(run), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as response:
+                    studies = json.loads(response.read())["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.5)
+        assert [s["study_name"] for s in studies] == ["mbconv_pareto"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_dashboard_bad_target_is_one_line():
+    out = nas_cli("dashboard", "/no/such/run", timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "nas dashboard: error: /no/such/run: no study.journal here "
+        "(is it a run directory of `nas search`?)"
+    ]

@@ -238,6 +238,64 @@ def test_recovery_fails_trials_of_dead_or_unrecorded_workers_and_retries_once(
     assert recovery.recover_dead_trials(study, storage) == [], "recovered once"
 
 
+def test_a_network_that_keeps_killing_its_worker_is_retried_at_most_twice(tmp_path):
+    storage = make_storage(None, run_dir=tmp_path)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    gone = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout
+    )
+    study.enqueue_trial({"x": 3})
+    deaths = []
+    for _ in range(recovery.MAX_RETRIES + 2):
+        waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+        if not waiting:
+            break
+        trial = study.ask({"x": optuna.distributions.IntDistribution(0, 9)})
+        assert trial.params == {"x": 3}, "the retry runs the same network"
+        trial.set_user_attr("worker", {"host": recovery.HOST, "pid": gone})
+        deaths += recovery.recover_dead_trials(study, storage)
+    trials = study.get_trials()
+    assert len(deaths) == recovery.MAX_RETRIES + 1 == 3, "the first run and two retries"
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert [t.user_attrs.get("retries", 0) for t in trials] == [0, 1, 2]
+    assert trials[-1].user_attrs["failure"].endswith("(not retried again)")
+    assert not any(t.state == TrialState.WAITING for t in trials)
+    # The last failure counts towards the budget; the two retried ones do not.
+    assert recovery.budget_used(trials) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_fails_and_requeues_the_running_trial_and_exits_130(tmp_path):
+    """What Slurm's time limit, `kill` and a closing terminal send."""
+    run = tmp_path / "run"
+    args = ["search", *TINY, "sampler=random", "search.n_trials=6", f"hydra.run.dir={run}"]
+    log = tmp_path / "first.log"
+    proc = start_cli(*args, log=log)
+
+    def load() -> optuna.Study:
+        return journal_study(run / "study.journal", "mbconv_pareto")
+
+    try:
+        wait_for(_mid_trial(load), proc=proc, log=log)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()
+    assert proc.returncode == 130, output[-3000:]
+    assert "interrupted" in output and "Traceback" not in output, output[-3000:]
+    trials = load().get_trials()
+    stopped = [t for t in trials if t.user_attrs.get("failure") == "interrupted (SIGTERM)"]
+    assert len(stopped) == 1 and stopped[0].state == TrialState.FAIL, describe(trials)
+    (waiting,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert waiting.user_attrs["retry_of"] == stopped[0].number
+    assert json.loads((run / "pareto.json").read_text())["n_trials"] == len(trials)
+
+
 def test_the_journal_syncs_at_trial_creation_and_end_not_at_every_record(tmp_path, monkeypatch):
     """Optuna fsyncs each of ~45 records a trial (4 ms each here); finished trials stay durable."""
     calls = []

@@ -171,7 +171,9 @@ def _budget_worker(url: str | None, journal: str, name: str, budget: int, barrie
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["journal", pytest.param("postgres", marks=needs_postgres)])
+@pytest.mark.parametrize(
+    "backend", ["journal", "sqlite", pytest.param("postgres", marks=needs_postgres)]
+)
 def test_four_processes_at_once_use_the_budget_exactly(tmp_path, backend):
     """Four workers that start together on a budget of three run three trials, not four.
 
@@ -180,7 +182,7 @@ def test_four_processes_at_once_use_the_budget_exactly(tmp_path, backend):
     """
     name = f"budget_{uuid.uuid4().hex[:8]}"
     journal = str(tmp_path / "study.journal")
-    url = POSTGRES_URL if backend == "postgres" else None
+    url = {"postgres": POSTGRES_URL, "sqlite": f"sqlite:///{tmp_path}/study.db"}.get(backend)
     storage = make_storage(url or journal, run_dir=tmp_path)
     optuna.create_study(study_name=name, storage=storage)
     ctx = multiprocessing.get_context("spawn")
@@ -223,6 +225,38 @@ def test_postgres_gate_excludes_other_connections():
         assert not entered.wait(1.0), "a second connection entered a held gate"
     assert entered.wait(30), "the gate was not released"
     thread.join(30)
+
+
+def test_sqlite_gate_is_a_file_lock_that_excludes_other_holders(tmp_path):
+    from nas._storage.gate import _FileGate
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    storage = make_storage(url, run_dir=tmp_path)
+    gate_a = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
+    gate_b = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
+    assert isinstance(gate_a, _FileGate) and gate_a.path == tmp_path / "study.db.gate"
+    entered = threading.Event()
+    with gate_a():
+
+        def enter_b() -> None:
+            with gate_b():
+                entered.set()
+
+        thread = threading.Thread(target=enter_b, daemon=True)
+        thread.start()
+        assert not entered.wait(1.0), "a second holder entered a held gate"
+    assert entered.wait(30), "the gate was not released"
+    thread.join(30)
+
+
+def test_a_search_on_sqlite_stores_and_resumes_its_study(tmp_path):
+    url = f"sqlite:///{tmp_path}/study.db"
+    run_search(tiny("search.n_trials=2", f"storage.url={url}"), run_dir=tmp_path)
+    assert len(optuna.load_study(study_name="mbconv_pareto", storage=url).get_trials()) == 2
+    again = run_search(tiny("search.n_trials=3", f"storage.url={url}"), run_dir=tmp_path)
+    trials = optuna.load_study(study_name="mbconv_pareto", storage=url).get_trials()
+    assert len(trials) == 3 == len(again.results.rows)
+    assert not (tmp_path / "study.journal").exists(), "the journal default was not used"
 
 
 def _first_samples(cfg: Any, run_dir: Path, n: int = 4) -> list[dict[str, Any]]:

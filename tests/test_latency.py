@@ -6,9 +6,12 @@ import dataclasses
 import json
 import math
 import platform
-import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -162,22 +165,46 @@ def test_thread_count_is_fixed_and_restored():
         torch.set_num_threads(before)
 
 
+#: Run in a fresh interpreter: measure once (steady allocator on or off, argv[1]), then sweep
+#: activation-sized allocations twice and print the page faults of the second sweep. With
+#: glibc's adaptive thresholds the first sweep raises the mmap threshold, and the second then
+#: grows the heap and faults again (about 8,000 faults here); with the thresholds fixed by the
+#: measurement, freed memory stays in the process and the second sweep faults not at all.
+_FAULTS_AFTER_MEASURING = """
+import resource, sys, torch
+from torch import nn
+import nas
+torch.set_num_threads(1)
+net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+nas.measure_latency(net, resolution=16, reference=None, max_seconds=0.05,
+                    steady_allocator=sys.argv[1] == "on")
+def sweep():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for mib in (1, 2, 4, 8, 16):
+        torch.empty(mib << 18).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+sweep()
+print(sweep())
+"""
+
+
 @pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
 def test_after_a_measurement_inference_pays_no_page_faults():
-    # Activations of a few MB: with glibc's adaptive thresholds such runs may each re-fault
-    # their memory from the OS, depending on what the process allocated before.
-    model = wide_net().eval()
-    measure_latency(model, resolution=96, **FAST)
-    x = torch.randn(1, 3, 96, 96)
-    faults = []
-    with torch.inference_mode():
-        for _ in range(6):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            model(x)
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    assert min(faults[1:]) == 0, faults
+    def faults(mode: str) -> int:
+        proc = subprocess.run(
+            [sys.executable, "-c", _FAULTS_AFTER_MEASURING, mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return int(proc.stdout.split()[-1])
+
+    steady, adaptive = faults("on"), faults("off")
+    assert steady < 50, steady  # a few pages of Python objects at most
+    assert adaptive > 20 * max(steady, 50), (steady, adaptive)  # the fault being guarded against
 
 
 def test_unknown_device_is_named():
@@ -292,3 +319,96 @@ def test_lookup_table_needs_latency_units_and_a_readable_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.json"):
         LatencyTable(bad)
+
+
+# --- the statistics behind every figure ----------------------------------------------------------
+
+
+def test_outliers_outside_tukeys_fences_are_dropped():
+    from nas._measure.rounds import kept
+
+    values = np.array([10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 30.0, 2.0])
+    q1, q3 = np.percentile(values, [25, 75])
+    fence = 1.5 * (q3 - q1)
+    expected = (values >= q1 - fence) & (values <= q3 + fence)
+    assert kept(values).tolist() == expected.tolist() == [True] * 6 + [False, False]
+    assert kept(np.array([1.0, 100.0, 1e6])).all(), "fewer than four values: all kept"
+
+
+def test_the_confidence_interval_of_the_median_is_the_binomial_order_statistics():
+    from nas._measure.rounds import median_rel_ci
+
+    values = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])  # n = 11
+    s = np.sort(values)
+    half = 0.5 * 1.96 * math.sqrt(11)
+    lo, hi = max(0, math.floor(5.5 - half) - 1), min(10, math.ceil(5.5 + half))
+    assert median_rel_ci(values) == pytest.approx((s[hi] - s[lo]) / (2 * np.median(s)))
+    assert median_rel_ci(values[:5]) == math.inf, "below six values there is no interval"
+    # It covers the true median at least 95% of the time (conservative, as order statistics are).
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        x = rng.normal(10.0, 1.0, size=40)
+        med, half_width = np.median(x), median_rel_ci(x) * np.median(x)
+        covered += med - half_width <= 10.0 <= med + half_width
+    assert 0.95 <= covered / 2000 <= 0.995, covered / 2000
+
+
+def test_ratios_divide_by_the_reference_interpolated_within_the_round():
+    from nas._measure.rounds import summary
+
+    # The machine slows down linearly; the reference's runs open rounds 0..4 and close round 4.
+    ref = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    for position, count in ((0, 1), (0, 2), (1, 2)):
+        w = (position + 1) / (count + 1)
+        seen = (1 - w) * ref[:5] + w * ref[1:]  # what the reference costs when this net runs
+        ms, ratios = summary(0.5 * seen, ref, position=position, count=count)
+        np.testing.assert_allclose(ratios, 0.5)
+        np.testing.assert_allclose(ms, 0.5 * seen)
+
+
+def test_the_stopping_rule():
+    from nas._measure.rounds import converged
+
+    steady = np.full((20, 2), 1.0) + np.linspace(0, 1e-4, 40).reshape(20, 2)
+    assert converged(steady, None, 0.01)
+    noisy = np.random.default_rng(0).uniform(0.5, 1.5, size=(20, 2))
+    assert not converged(noisy, None, 0.01)
+    assert not converged(np.hstack([steady[:, :1], noisy[:, :1]]), None, 0.01), "every network"
+    ref = np.linspace(1.0, 2.0, 21)
+    assert converged(3.0 * ref[:20, None], ref, 0.01), "a drift the reference shares cancels"
+
+
+class Sleeper(nn.Module):
+    """Takes at least 10 ms a run, on any machine."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.01)
+        return x.mean()
+
+
+@pytest.mark.parametrize(
+    ("net", "target", "max_seconds", "rounds"),
+    [
+        (wide_net, 1e9, None, 8),  # converged as soon as the rule may stop (min_rounds)
+        (wide_net, 1e-12, None, 40),  # never converges to 1e-12: max_rounds
+        (Sleeper, 1e-12, 0.1, None),  # 40 rounds of 10 ms cannot fit a 0.1 s budget
+    ],
+)
+def test_rounds_stop_at_convergence_the_round_limit_or_the_budget(net, target, max_seconds, rounds):
+    r = measure_latency(
+        net(),
+        resolution=16,
+        target_rel_spread=target,
+        max_seconds=max_seconds,
+        min_rounds=8,
+        max_rounds=40,
+        warmup=1,
+        threads=1,
+        clock="wall",
+        reference=None,
+    )
+    if rounds is not None:
+        assert r.rounds == rounds
+    else:
+        assert 1 <= r.rounds < 10, r.rounds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -228,3 +229,55 @@ def test_every_evaluator_config_matches_its_options() -> None:
         assert set(cfg) == {"name", *evaluator.options()}, file.name
         assert evaluator.options() == {k: v for k, v in cfg.items() if k != "name"}
     assert make_evaluator(**_config(CONF_EVALUATOR / "proxy.yaml")) == ProxyEvaluator()  # type: ignore[arg-type]
+
+
+def test_bn_recalibration_sets_running_statistics_to_the_batches_exact_average() -> None:
+    from nas._measure.proxy import _recalibrate_bn
+
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.Dropout(0.5))
+    bn = model[1]
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(9.0)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(8, 3, 4, 4, generator=gen) + i for i in range(3)]
+    _recalibrate_bn(model.train(), batches, contextlib.nullcontext)
+    with torch.no_grad():
+        feats = [model[0](x) for x in batches]
+    mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert bn.momentum == 0.1, "the layer's momentum is restored"
+    assert not model.training, "left in eval mode, ready for validation"
+
+
+def test_the_proxy_recalibrates_before_every_validation(data: Dataset, monkeypatch) -> None:
+    import nas._measure.proxy as proxy
+
+    seen: list[list[tuple[int, ...]]] = []
+    real = proxy._recalibrate_bn
+    monkeypatch.setattr(
+        proxy,
+        "_recalibrate_bn",
+        lambda model, batches, autocast: (
+            seen.append([tuple(b.shape) for b in batches]) or real(model, batches, autocast)
+        ),
+    )
+    make_evaluator(name="proxy", epochs=2, batch_size=32, bn_recalibration=3)(tiny(), data)
+    assert seen == [[(32, 3, 16, 16)] * 3] * 2, "three training batches, before each validation"
+    seen.clear()
+    make_evaluator(name="proxy", epochs=2, bn_recalibration=0)(tiny(), data)
+    assert seen == [], "bn_recalibration=0 turns it off"
+
+
+def test_adamw_is_the_optimizer_it_says_and_learns(data: Dataset) -> None:
+    evaluator = make_evaluator(name="proxy", optimizer="adamw", lr=0.005, weight_decay=0.01)
+    optimizer = evaluator._optimizer(tiny())
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 0.01
+    sgd = make_evaluator(name="proxy")._optimizer(tiny())
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    result = make_evaluator(name="proxy", optimizer="adamw", lr=0.005, epochs=3)(tiny(), data)
+    assert result.accuracy >= 0.6  # chance is 0.25
+    # The path conf=effnet_grid takes.
+    assert nas.compose(["conf=effnet_grid"]).evaluator.optimizer == "adamw"

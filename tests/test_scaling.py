@@ -369,3 +369,25 @@ def test_official_mode_builds_b0_to_b7_and_reports_the_deviation(tmp_path: Path,
     assert [m.full_resolution for m in outcome.members] == [224, 240, 260, 300, 380, 456, 528, 600]
     assert "Published multipliers vs" in capsys.readouterr().out
     assert (tmp_path / "family" / "b7.yaml").is_file() and (tmp_path / "scaling.png").is_file()
+
+
+def test_the_winner_line_names_the_trial_the_step1_table_lists(capsys) -> None:
+    from rich.console import Console
+
+    from nas._scaling.report import step1_table, winner_line
+
+    space = nas.space.make_space("compound")
+    near, far = Point(1.0, 1.0, 1.4), Point(1.9, 1.0, 1.0)  # one network after rounding here
+    rows = [_row(0, far, 0.9, 5.0, 300), _row(1, near, 0.9, 5.0, 300), _row(2, near, 0.5, 4, 9)]
+    rows[1].duplicate_of = 0
+    rows[2].genotype = {"point": "a1.2_b1.1_g1.15"}
+    winner = choose_winner(rows, space, {"rule": "accuracy"})
+    assert winner.trial == 1 and winner.origin == 0  # the duplicate holds the better point
+    console = Console(width=200, color_system=None)
+    console.print(step1_table(rows, space, winner=winner, front_ids=set()))
+    line = winner_line("accuracy", space.point(winner.genotype), winner)
+    table = capsys.readouterr().out
+    (marked,) = [row for row in table.splitlines() if "winner" in row]
+    cells = [c.strip() for c in marked.strip("│ ").split("│")]
+    assert cells[:4] == ["0", "1", "1", "1.4"], cells  # listed under trial 0, with its point
+    assert "network of trial 0, the point of trial 1" in line and "γ=1.4" in line

@@ -139,47 +139,198 @@ def test_resume_with_another_space_is_refused(tmp_path):
         run_search(tiny("search.n_trials=2", "space.kernel=[5]"), run_dir=tmp_path)
 
 
-def test_dominated_trials_are_stopped_and_recorded_as_pruned(tmp_path):
-    # With a huge margin below zero every slower trial counts as dominated once enough finished.
+def scripted_evaluator(accuracies):
+    """A ``make_evaluator`` whose evaluator returns these accuracies, one per trial it trains.
+
+    It keeps the evaluator contract (two epochs, ``on_epoch`` after each, stop when it says
+    so), so the search around it runs for real: sampling, latency, dedupe, early stopping.
+    """
+    queue = list(accuracies)
+
+    def make(**options):
+        def evaluate(model, data, *, device="cpu", on_epoch=None):
+            acc = queue.pop(0)
+            curve = []
+            for epoch in (1, 2):
+                curve.append(acc)
+                if on_epoch is not None and on_epoch(epoch, acc):
+                    return nas.AccuracyResult(acc, curve, epochs=epoch, stopped=True)
+            return nas.AccuracyResult(acc, curve, epochs=2)
+
+        return evaluate
+
+    return make
+
+
+def test_dominated_trials_are_stopped_and_recorded_as_pruned(tmp_path, monkeypatch):
+    # Each trial is less accurate than the ones before it, so a trial is stopped exactly when
+    # enough earlier trials are at least as fast and better by the margin.
+    import nas._search.run as search_run
+
+    monkeypatch.setattr(
+        search_run, "make_evaluator", scripted_evaluator([0.9 - 0.1 * k for k in range(8)])
+    )
+    margin = 0.05
     result = run_search(
         tiny(
-            "search.n_trials=7",
+            "search.n_trials=8",
             "sampler=random",
+            "space.kernel=[3,5]",
             "search.early_stop.min_finished=2",
             "search.early_stop.min_dominators=1",
-            "search.early_stop.margin=-2.0",
+            f"search.early_stop.margin={margin}",
         ),
         run_dir=tmp_path,
     )
-    pruned = [t for t in result.study.get_trials() if t.state == TrialState.PRUNED]
+    rows = {r.trial: r for r in TrialRecord.all_of(result.study.get_trials())}
+    pruned = [r for r in rows.values() if r.state == "PRUNED" and r.duplicate_of is None]
     assert pruned
-    for t in pruned:
-        assert "dominated at epoch 1" in t.user_attrs[
-            "pruned"
-        ] or "pruned trial" in t.user_attrs.get("pruned", "same genotype as pruned trial")
-    rows = TrialRecord.all_of(result.study.get_trials())
-    assert {r.trial for r in result.results.front}.isdisjoint({t.number for t in pruned})
-    assert any(r.state == "PRUNED" for r in rows)
+    for r in pruned:
+        assert r.pruned.startswith("dominated at epoch 1"), r.pruned
+        dominators = [int(n) for n in r.pruned.split("[")[1].split("]")[0].split(",")]
+        for d in dominators:
+            assert rows[d].latency_ms <= r.latency_ms, "dominators are at least as fast"
+            assert rows[d].curve[0] >= r.curve[0] + margin, "and better by the margin"
+        assert r.curve == [r.curve[0]], "stopped after the first epoch"
+    complete = [r for r in rows.values() if r.state == "COMPLETE" and r.duplicate_of is None]
+    for r in complete[2:]:
+        earlier = [o for o in complete if o.trial < r.trial and o.latency_ms <= r.latency_ms]
+        assert not [o for o in earlier if o.curve[0] >= r.curve[0] + margin], "not dominated"
+    assert {r.trial for r in result.results.front}.isdisjoint({r.trial for r in pruned})
 
 
-def test_mnas_objective_uses_optunas_pruner(tmp_path):
+def _finished(trial: int, latency_ms: float, curve: list[float]) -> TrialRecord:
+    return TrialRecord(trial=trial, state="COMPLETE", latency_ms=latency_ms, curve=curve)
+
+
+def test_the_dominance_rule_counts_only_faster_trials_better_by_the_margin():
+    from nas._config import EarlyStopConfig
+    from nas._search.early_stop import DominanceStopper
+
+    stopper = DominanceStopper(EarlyStopConfig(min_finished=3, min_dominators=2, margin=0.05))
+    finished = [
+        _finished(0, 1.0, [0.80, 0.90]),  # faster, better by 0.2
+        _finished(1, 3.0, [0.95, 0.97]),  # better but slower: does not count
+        _finished(2, 2.0, [0.62, 0.70]),  # faster but within the margin at epoch 1
+        _finished(3, 2.0, [0.70, 0.90]),  # faster, better by 0.1
+    ]
+    rule = stopper.rule(finished, latency_ms=2.0)
+    assert rule(1, 0.60) == (
+        "dominated at epoch 1: accuracy 0.6000 below trials [0, 3] at equal or lower latency"
+    )
+    assert rule(1, 0.70) is None  # only trial 0 is better by the margin now
+    assert rule(2, 0.60) is not None  # at epoch 2, trials 0, 2 and 3 all are
+    # Faster than all of them: nothing is at least as fast, nothing dominates.
+    assert stopper.rule(finished, latency_ms=0.5)(1, 0.0) is None
+    assert stopper.rule(finished[:2], latency_ms=2.0) is None  # fewer than min_finished
+    late = DominanceStopper(EarlyStopConfig(min_finished=1, min_dominators=1, min_epoch=2))
+    assert late.rule(finished, latency_ms=2.0)(1, 0.0) is None  # before min_epoch
+    assert DominanceStopper(EarlyStopConfig(enabled=False)).rule(finished, latency_ms=9) is None
+
+
+def test_the_mnas_pruner_stops_a_trial_below_the_median(tmp_path, monkeypatch):
+    # Trial 1 is far less accurate than trial 0 at epoch 1: Optuna's MedianPruner, given one
+    # startup trial, must stop it there.
+    import nas._search.run as search_run
+
+    monkeypatch.setattr(search_run, "make_evaluator", scripted_evaluator([0.9, 0.1, 0.95]))
     result = run_search(
-        tiny("search.n_trials=3", "search.objective=mnas", "search.mnas.target_ms=1.0"),
+        tiny(
+            "search.n_trials=3",
+            "sampler=random",
+            "space.kernel=[3,5]",
+            "search.objective=mnas",
+            "search.mnas.target_ms=1.0",
+            "search.mnas.startup_trials=1",
+        ),
         run_dir=tmp_path,
     )
     study = result.study
     assert len(study.directions) == 1
-    t = next(t for t in study.get_trials() if t.state == TrialState.COMPLETE)
-    a = t.user_attrs
+    assert isinstance(study.pruner, optuna.pruners.MedianPruner)
+    first, second, third = study.get_trials()
+    assert first.state == TrialState.COMPLETE
+    a = first.user_attrs
     expected = a["accuracy"] * (a["latency_ms"] / 1.0) ** -0.07
-    assert math.isclose(t.value, expected, rel_tol=1e-9)
-    assert t.intermediate_values, "mnas trials report to Optuna's pruner each epoch"
+    assert math.isclose(first.value, expected, rel_tol=1e-9)
+    assert first.intermediate_values, "mnas trials report to Optuna's pruner each epoch"
+    assert second.state == TrialState.PRUNED
+    assert second.user_attrs["pruned"] == "pruned by the study's pruner at epoch 1"
+    assert list(second.intermediate_values) == [1]
+    assert third.state == TrialState.COMPLETE  # above the median: trained to the end
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "nsga3", "grid"])
-def test_every_sampler_runs(tmp_path, sampler):
+@pytest.mark.parametrize(
+    ("sampler", "kind"),
+    [
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("tpe", optuna.samplers.TPESampler),
+        ("nsga3", optuna.samplers.NSGAIIISampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("grid", optuna.samplers.RandomSampler),  # grid points are enqueued; see below
+    ],
+)
+def test_every_sampler_runs(tmp_path, sampler, kind):
     result = run_search(tiny("search.n_trials=2", f"sampler={sampler}"), run_dir=tmp_path)
-    assert len(result.study.get_trials()) == 2
+    trials = result.study.get_trials()
+    assert len(trials) == 2
+    assert type(result.study.sampler) is kind
+    if sampler == "grid":
+        grid = nas.space.make_space(**result.study.user_attrs["space_options"], name="mbconv")
+        points = [t.system_attrs["fixed_params"] for t in trials]
+        assert [t.params for t in trials] == points, "each trial is an enqueued grid point"
+        assert len({json.dumps(p, sort_keys=True) for p in points}) == 2
+        assert all(grid.validate(p) == p for p in points)
+
+
+def test_sampler_options_reach_the_sampler():
+    from nas._search.samplers import make_sampler
+
+    sampler = make_sampler({"name": "nsga2", "population_size": 12}, seed=0, constrained=True)
+    assert sampler._population_size == 12  # Optuna keeps it private; the option must arrive
+    with pytest.raises(ConfigError, match=r"sampler\.populaton_size is not an option"):
+        make_sampler({"name": "nsga2", "populaton_size": 12}, seed=0, constrained=False)
+
+
+def test_latency_and_macs_limits_make_trials_infeasible_and_untrained(tmp_path):
+    result = run_search(
+        tiny("search.n_trials=3", "sampler=random", "search.constraints.max_latency_ms=1e-6"),
+        run_dir=tmp_path / "latency",
+    )
+    for r in TrialRecord.all_of(result.study.get_trials()):
+        assert not r.feasible and r.constraints[0] > 0
+        assert r.infeasible.startswith("latency ") and "ms > 1e-06 ms" in r.infeasible
+        assert r.accuracy == 0.0 and not r.curve, "never trained"
+        assert r.latency is not None, "measured: the latency is what is over the limit"
+    assert result.results.front == []
+
+    space = space_from_config(tiny().space)
+    macs = sorted(
+        nas.profile(space.build(space.random_genotype(i), num_classes=4), resolution=32).macs
+        for i in range(30)
+    )
+    limit = (macs[0] + macs[-1]) // 2
+    result = run_search(
+        tiny("search.n_trials=8", "sampler=random", f"search.constraints.max_macs={limit}"),
+        run_dir=tmp_path / "macs",
+    )
+    rows = TrialRecord.all_of(result.study.get_trials())
+    infeasible = [r for r in rows if not r.feasible]
+    assert infeasible and len(infeasible) < len(rows)
+    for r in infeasible:
+        assert r.macs > limit and "macs" in r.note
+        assert r.latency is None and not r.curve, "neither timed nor trained"
+    assert all(r.macs <= limit for r in result.results.front)
+
+
+def test_timeout_stops_the_search_and_writes_results(tmp_path):
+    result = run_search(
+        tiny("search.n_trials=100", "sampler=random", "search.timeout=0.01"), run_dir=tmp_path
+    )
+    trials = result.study.get_trials()
+    # The budget is checked before each trial: the first runs, none after the time is up.
+    assert len(trials) == 1
+    assert (tmp_path / "pareto.json").is_file()
 
 
 def test_pareto_front_and_hypervolume_by_hand():
@@ -230,3 +381,22 @@ def test_misspelt_key_fails_at_composition():
 
     with pytest.raises(ConfigCompositionException, match="n_trails"):
         compose([*TINY, "search.n_trails=3"])
+
+
+def test_results_are_strict_json_and_files_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    run_search(
+        tiny("search.n_trials=3", "sampler=random", "report.plots=true"), run_dir=tmp_path
+    )
+
+    def refuse(value: str) -> None:
+        raise ValueError(f"non-standard JSON constant {value}")
+
+    json.loads((tmp_path / "pareto.json").read_text(), parse_constant=refuse)
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for name in ("pareto.json", "trials.csv", "pareto.png", "hypervolume.png", "pareto.html"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

@@ -36,6 +36,7 @@ from nas._scaling.report import (
     official_table,
     plot_scaling_png,
     step1_table,
+    winner_line,
     write_scaling_json,
 )
 from nas._search.run import (
@@ -308,13 +309,7 @@ def _step1(
     console.print(
         step1_table(res.rows, space, winner=winner, front_ids={r.trial for r in res.front})
     )
-    # The tables list each network once, under the trial that evaluated it: name that one.
-    shared = "" if winner.duplicate_of is None else f", the point of trial {winner.trial}"
-    console.print(
-        f"Step 1 winner ({rule['rule']}): α={p.alpha:g}, β={p.beta:g}, γ={p.gamma:g} "
-        f"(α·β²·γ² = {p.product:.3f}; network of trial {winner.origin}{shared}, accuracy "
-        f"{100 * winner.accuracy:.2f}%); the paper's: α=1.2, β=1.1, γ=1.15"  # type: ignore[operator]
-    )
+    console.print(winner_line(rule["rule"], p, winner))
     return True
 
 

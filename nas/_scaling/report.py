@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from nas._io import atomic_write_text, save_figure, to_json
 from nas._logging.protocol import FamilyLog
 from nas._record import TrialRecord
-from nas._scaling.compound import PAPER_COEFFICIENTS
+from nas._scaling.compound import PAPER_COEFFICIENTS, Point
 from nas._scaling.family import Member
 
 if TYPE_CHECKING:
@@ -262,6 +262,20 @@ def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> No
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+def winner_line(rule: str, point: Point, winner: TrialRecord) -> str:
+    """The step-1 winner in one line, naming the trial the step-1 table lists it under.
+
+    The table lists each network once, under the trial that evaluated it; a winning point whose
+    network another point had already built is a duplicate trial, named beside it.
+    """
+    shared = "" if winner.duplicate_of is None else f", the point of trial {winner.trial}"
+    return (
+        f"Step 1 winner ({rule}): α={point.alpha:g}, β={point.beta:g}, γ={point.gamma:g} "
+        f"(α·β²·γ² = {point.product:.3f}; network of trial {winner.origin}{shared}, accuracy "
+        f"{100 * (winner.accuracy or 0.0):.2f}%); the paper's: α=1.2, β=1.1, γ=1.15"
+    )
 
 
 def family_log(

@@ -74,8 +74,10 @@ class _Interrupts:
     def __init__(self) -> None:
         self.pending = False
         self.evaluating = False
+        self.reason = "Ctrl-C"
 
     def _handler(self, signum: int, frame: Any) -> None:
+        self.reason = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.evaluating:
             self.evaluating = False
             raise KeyboardInterrupt
@@ -177,7 +179,7 @@ def _run_one(
         return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            trial.set_user_attr(FAILURE, "interrupted (Ctrl-C)")
+            trial.set_user_attr(FAILURE, f"interrupted ({_INTERRUPTS.reason})")
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs=retry_attrs(trial.number))
