@@ -387,9 +387,7 @@ def test_results_are_strict_json_and_files_readable_by_others(tmp_path):
     import os
     import stat
 
-    run_search(
-        tiny("search.n_trials=3", "sampler=random", "report.plots=true"), run_dir=tmp_path
-    )
+    run_search(tiny("search.n_trials=3", "sampler=random", "report.plots=true"), run_dir=tmp_path)
 
     def refuse(value: str) -> None:
         raise ValueError(f"non-standard JSON constant {value}")
