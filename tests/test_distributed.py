@@ -211,30 +211,13 @@ def test_four_processes_at_once_use_the_budget_exactly(tmp_path, backend):
 def test_postgres_gate_excludes_other_connections():
     from nas._storage.gate import _PostgresGate
 
-    gate_a = _PostgresGate(POSTGRES_URL, "gate-test")
-    gate_b = _PostgresGate(POSTGRES_URL, "gate-test")
-    entered = threading.Event()
-    with gate_a():
-
-        def enter_b() -> None:
-            with gate_b():
-                entered.set()
-
-        thread = threading.Thread(target=enter_b, daemon=True)
-        thread.start()
-        assert not entered.wait(1.0), "a second connection entered a held gate"
-    assert entered.wait(30), "the gate was not released"
-    thread.join(30)
+    check_gate_excludes(
+        _PostgresGate(POSTGRES_URL, "gate-test"), _PostgresGate(POSTGRES_URL, "gate-test")
+    )
 
 
-def test_sqlite_gate_is_a_file_lock_that_excludes_other_holders(tmp_path):
-    from nas._storage.gate import _FileGate
-
-    url = f"sqlite:///{tmp_path}/study.db"
-    storage = make_storage(url, run_dir=tmp_path)
-    gate_a = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
-    gate_b = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
-    assert isinstance(gate_a, _FileGate) and gate_a.path == tmp_path / "study.db.gate"
+def check_gate_excludes(gate_a: Any, gate_b: Any) -> None:
+    """While ``gate_a`` is held, ``gate_b`` (another connection or file handle) must wait."""
     entered = threading.Event()
     with gate_a():
 
@@ -247,6 +230,17 @@ def test_sqlite_gate_is_a_file_lock_that_excludes_other_holders(tmp_path):
         assert not entered.wait(1.0), "a second holder entered a held gate"
     assert entered.wait(30), "the gate was not released"
     thread.join(30)
+
+
+def test_sqlite_gate_is_a_file_lock_that_excludes_other_holders(tmp_path):
+    from nas._storage.gate import _FileGate
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    storage = make_storage(url, run_dir=tmp_path)
+    gate_a = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
+    gate_b = make_gate(storage, url=url, run_dir=tmp_path, study_name="s")
+    assert isinstance(gate_a, _FileGate) and gate_a.path == tmp_path / "study.db.gate"
+    check_gate_excludes(gate_a, gate_b)
 
 
 def test_a_search_on_sqlite_stores_and_resumes_its_study(tmp_path):

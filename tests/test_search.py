@@ -163,12 +163,12 @@ def scripted_evaluator(accuracies):
 
 
 def test_dominated_trials_are_stopped_and_recorded_as_pruned(tmp_path, monkeypatch):
-    # Each trial is less accurate than the ones before it, so a trial is stopped exactly when
-    # enough earlier trials are at least as fast and better by the margin.
+    # Each trial is 0.03 less accurate than the one before it, so a trial is stopped exactly
+    # when an earlier trial at least as fast is two or more trials older (better by the margin).
     import nas._search.run as search_run
 
     monkeypatch.setattr(
-        search_run, "make_evaluator", scripted_evaluator([0.9 - 0.1 * k for k in range(8)])
+        search_run, "make_evaluator", scripted_evaluator([0.9 - 0.03 * k for k in range(8)])
     )
     margin = 0.05
     result = run_search(

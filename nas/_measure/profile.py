@@ -41,7 +41,7 @@ def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profi
 
     Example:
         >>> import nas
-        >>> p = nas.profile(nas.efficientnet("b0"), resolution=224)
+        >>> p = nas.profile(nas.zoo.efficientnet("b0"), resolution=224)
         >>> p.params, round(p.conv_linear_macs / 1e9, 2)
         (5288548, 0.39)
     """

@@ -174,7 +174,7 @@ def median_rel_ci(values: np.ndarray) -> float:
 
     Example:
         >>> round(median_rel_ci(np.linspace(0.9, 1.1, 101)), 3)
-        0.02
+        0.022
     """
     n = values.size
     if n < 6:

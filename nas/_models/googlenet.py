@@ -189,7 +189,7 @@ def googlenet(*, num_classes: int = 1000, aux_logits: bool = False) -> GoogLeNet
 
     Example:
         >>> import nas
-        >>> len(nas.googlenet().inception)
+        >>> len(nas.zoo.googlenet().inception)
         9
     """
     return GoogLeNet(num_classes=num_classes, aux_logits=aux_logits)

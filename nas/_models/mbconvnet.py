@@ -255,7 +255,7 @@ def efficientnet(variant: str = "b0", *, num_classes: int = 1000) -> MBConvNet:
 
     Example:
         >>> import nas
-        >>> sum(p.numel() for p in nas.efficientnet("b0").parameters())
+        >>> sum(p.numel() for p in nas.zoo.efficientnet("b0").parameters())
         5288548
     """
     key = variant.lower()

@@ -36,7 +36,7 @@ class Point:
 
     Example:
         >>> Point(1.2, 1.1, 1.15).key, round(Point(1.2, 1.1, 1.15).product, 4)
-        ('a1.2_b1.1_g1.15', 1.9044)
+        ('a1.2_b1.1_g1.15', 1.9203)
     """
 
     alpha: float

@@ -34,7 +34,7 @@ def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) 
 
     Example:
         >>> round(mnas_reward(0.8, 10.0, 5.0, -0.07), 4)
-        0.7619
+        0.7621
     """
     if not math.isfinite(latency_ms) or latency_ms <= 0:
         return 0.0

@@ -36,7 +36,7 @@ class Arch:
         >>> from nas.space import make_space
         >>> space = make_space("mbconv", resolution=32)
         >>> arch = space.arch(space.random_genotype(0), num_classes=10)
-        >>> nas.build_model(arch)(torch.zeros(1, 3, 32, 32)).shape
+        >>> nas.build_model(arch).eval()(torch.zeros(1, 3, 32, 32)).shape
         torch.Size([1, 10])
     """
 

@@ -77,15 +77,14 @@ def make_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
 ) -> optuna.storages.BaseStorage | None:
-    """Optuna storage for ``storage.url``.
+    """Optuna storage for ``storage.url`` (see the module docstring); ``None`` for memory.
 
-    ``None`` is the embedded default, Optuna's journal file ``study.journal`` in the run
-    directory (:class:`nas._workers.JournalFile`): measured here it costs far less per trial
-    than SQLite (see ``experiments/throughput``) and is safe for several processes on one
-    machine. A path
-    is a journal file elsewhere; ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs use
-    Optuna's RDB storage (with heartbeats when ``heartbeat_interval`` is set); ``:memory:``
-    keeps the study in memory.
+    ``None`` is the embedded default, the journal file ``study.journal`` in the run directory
+    (:class:`nas._storage.journal.JournalFile`); a path is a journal file elsewhere.
+
+    Raises:
+        ConfigError: an unsupported scheme, a missing driver, an unreachable server, a file that
+            is not a journal, or a folder that does not exist (the password shown as ``***``).
     """
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
