@@ -339,3 +339,25 @@ def test_grid_under_two_workers_evaluates_each_point_once(tmp_path, backend, pg_
     # Running the command again enqueues nothing and evaluates nothing more.
     again = run_search(tiny(*GRID8, "search.n_trials=100", *extra), run_dir=tmp_path)
     assert len(again.study.get_trials()) == 8
+
+
+@pytest.mark.slow
+def test_accuracies_are_the_same_with_two_workers_and_across_a_resume(tmp_path):
+    from tests.test_search import FOUR, accuracies
+
+    def grid(n_trials: int, *extra: str) -> Any:
+        return tiny(
+            *FOUR,
+            "sampler=grid",
+            f"search.n_trials={n_trials}",
+            "search.early_stop.enabled=false",
+            *extra,
+        )
+
+    alone = accuracies(run_search(grid(4), run_dir=tmp_path / "alone"))
+    assert len(alone) == 4
+    two = accuracies(run_search(grid(4, "search.n_workers=2"), run_dir=tmp_path / "two"))
+    assert two == alone
+    run_search(grid(2), run_dir=tmp_path / "resumed")
+    resumed = accuracies(run_search(grid(4), run_dir=tmp_path / "resumed"))
+    assert resumed == alone

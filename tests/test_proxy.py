@@ -281,3 +281,19 @@ def test_adamw_is_the_optimizer_it_says_and_learns(data: Dataset) -> None:
     assert result.accuracy >= 0.6  # chance is 0.25
     # The path conf=effnet_grid takes.
     assert nas.compose(["conf=effnet_grid"]).evaluator.optimizer == "adamw"
+
+
+def test_the_call_seed_seeds_the_random_layers_and_leaves_the_data_order(data: Dataset) -> None:
+    space = nas.space.make_space(
+        "mbconv", resolution=16, stages=TINY_STAGES, width_mult=0.5, head_channels=128, dropout=0.5
+    )
+    evaluator = make_evaluator(name="proxy", epochs=1, seed=3)
+
+    def run(seed: int | None) -> list[float]:
+        torch.manual_seed(0)  # the same weights each time
+        model = space.build(space.random_genotype(0), num_classes=4)
+        return evaluator(model, data, seed=seed).losses
+
+    assert run(11) == run(11)
+    assert run(11) != run(12), "dropout follows the call's seed"
+    assert run(None) == run(3), "no seed: the evaluator's own"

@@ -148,7 +148,7 @@ def scripted_evaluator(accuracies):
     queue = list(accuracies)
 
     def make(**options):
-        def evaluate(model, data, *, device="cpu", on_epoch=None):
+        def evaluate(model, data, *, device="cpu", on_epoch=None, seed=None):
             acc = queue.pop(0)
             curve = []
             for epoch in (1, 2):
@@ -398,3 +398,53 @@ def test_results_are_strict_json_and_files_readable_by_others(tmp_path):
     expected = 0o666 & ~umask
     for name in ("pareto.json", "trials.csv", "pareto.png", "hypervolume.png", "pareto.html"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+# --- reproducible evaluation -------------------------------------------------------------------
+
+#: Four networks (two stages, kernel 3 or 5 each), with dropout and stochastic depth on (random
+#: layers during training); the second stage's block is residual.
+FOUR = [
+    "space.stages=[[1,3,1,32,16,1],[6,3,1,16,16,2]]",
+    "space.kernel=[3,5]",
+    "space.expand=[3]",
+    "space.se=[0.0]",
+    "space.stochastic_depth=0.2",
+    "evaluator.epochs=1",
+]
+
+
+def accuracies(result) -> dict[str, tuple[float, list[float]]]:
+    """Accuracy and curve of every network a search evaluated, by the network's identity."""
+    return {
+        r.genotype_key: (r.accuracy, r.curve)
+        for r in result.results.rows
+        if r.state == "COMPLETE" and r.duplicate_of is None
+    }
+
+
+def test_a_networks_accuracy_does_not_depend_on_what_ran_before(tmp_path):
+    grid = tiny(*FOUR, "sampler=grid", "search.n_trials=4", "search.early_stop.enabled=false")
+    first = accuracies(run_search(grid, run_dir=tmp_path / "a"))
+    assert len(first) == 4
+    torch.rand(1000)  # the process's random stream moves on
+    nas.space.make_space("mbconv", resolution=32).build(  # ... and a network is built
+        nas.space.make_space("mbconv", resolution=32).random_genotype(5), num_classes=10
+    )
+    again = accuracies(run_search(grid, run_dir=tmp_path / "b"))
+    assert again == first
+    # Another order: random sampling (with duplicates) visits them differently.
+    shuffled = tiny(*FOUR, "sampler=random", "search.n_trials=5", "search.early_stop.enabled=false")
+    other = accuracies(run_search(shuffled, run_dir=tmp_path / "c"))
+    assert other and all(other[k] == first[k] for k in other)
+    # Another search.seed seeds the networks differently (and so may change accuracies).
+    reseeded = accuracies(run_search(_with(grid, "search.seed", 1), run_dir=tmp_path / "d"))
+    assert reseeded.keys() == first.keys() and reseeded != first
+
+
+def _with(cfg, key, value):
+    from omegaconf import OmegaConf
+
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, key, value)
+    return cfg

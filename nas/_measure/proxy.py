@@ -81,8 +81,14 @@ class Evaluator(ABC):
         *,
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
     ) -> AccuracyResult:
-        """Evaluate ``model`` on ``data``."""
+        """Evaluate ``model`` on ``data``.
+
+        ``seed`` seeds the network's own random layers (dropout, stochastic depth) for this
+        call; ``None`` uses the evaluator's ``seed``. The data's order and subsets always come
+        from the evaluator's ``seed``, so every network of a search sees the same batches.
+        """
 
 
 def check_number(key: str, value: object, *, minimum: float, integer: bool) -> None:
@@ -230,8 +236,12 @@ class ProxyEvaluator(Evaluator):
         *,
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
     ) -> AccuracyResult:
         """Train ``model`` on ``data`` for the budget and return its validation accuracy.
+
+        ``seed`` (default: the evaluator's) seeds dropout and stochastic depth; the batches'
+        order and the training subset come from the evaluator's ``seed``.
 
         Raises:
             NonFiniteLossError: a training loss was NaN or infinite.
@@ -241,7 +251,7 @@ class ProxyEvaluator(Evaluator):
         dev = resolve_device(device)
         check_resolution(model, data.resolution)
         start = time.perf_counter()
-        with _threads(self.threads), seeded(self.seed, dev):
+        with _threads(self.threads), seeded(self.seed if seed is None else seed, dev):
             result = self._train(model, data, dev, on_epoch)
         result.seconds = time.perf_counter() - start
         return result

@@ -60,6 +60,7 @@ class SynflowEvaluator(Evaluator):
         *,
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
     ) -> AccuracyResult:
         """Score a deep copy of ``model`` (the model itself is not changed)."""
         dev = resolve_device(device)
@@ -136,6 +137,7 @@ class JacobCovEvaluator(Evaluator):
         *,
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
     ) -> AccuracyResult:
         """Score a deep copy of ``model`` (the model itself is not changed)."""
         dev = resolve_device(device)
@@ -147,7 +149,7 @@ class JacobCovEvaluator(Evaluator):
         n = min(self.batch_size, len(data.y_train))
         idx = torch.randperm(len(data.y_train), generator=gen)[:n]
         x = data.x_train[idx].to(dev).requires_grad_(True)
-        with seeded(self.seed, dev):
+        with seeded(self.seed if seed is None else seed, dev):
             out = logits_of(net(x))
         out.backward(torch.ones_like(out))
         jacobian = x.grad.reshape(n, -1).double().cpu().numpy()  # type: ignore[union-attr]

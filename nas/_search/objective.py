@@ -3,10 +3,17 @@
 The flow reads top to bottom in :meth:`Objective._evaluate`: sample, identity, reuse, build,
 profile, constraints, latency, accuracy; :meth:`Objective.__call__` writes the record once at
 the end, whatever happened.
+
+Every random choice of an evaluation is seeded from ``search.seed`` and the network's identity
+(:func:`network_seed`): the weights it is built with and its random layers during training.
+The data's order and subsets come from the evaluator's seed, the same for every network. So a
+network gets the same accuracy whatever ran before it in the process, in which worker, and
+across a resume (on CPU, with a fixed thread count).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -14,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
@@ -41,6 +49,17 @@ def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) 
     return accuracy * (latency_ms / target_ms) ** w
 
 
+def network_seed(seed: int, identity: str) -> int:
+    """The seed of one network's evaluation: a hash of the search's seed and its identity.
+
+    Example:
+        >>> network_seed(0, "a") == network_seed(0, "a") != network_seed(1, "a")
+        True
+    """
+    digest = hashlib.sha256(f"{seed}\0{identity}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 def excess(value: float, limit: float | None) -> float:
     """Constraint value for Optuna: <= 0 when satisfied (relative excess otherwise)."""
     if limit is None:
@@ -63,6 +82,7 @@ class Objective:
         constraints: hard limits; a trial over one is infeasible and never trained.
         early_stop: stopping of dominated trials (``pareto``).
         mnas: the reward's settings (``mnas``).
+        seed: ``search.seed``; with a network's identity it seeds that network's evaluation.
     """
 
     space: SearchSpace
@@ -75,6 +95,7 @@ class Objective:
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     mnas: MnasConfig = field(default_factory=MnasConfig)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self._stopper = DominanceStopper(self.early_stop)
@@ -103,7 +124,10 @@ class Objective:
             return self._reuse(trial, record, previous)
 
         arch = self.space.arch(genotype, num_classes=self.num_classes)
-        model = self.space.build(genotype, num_classes=self.num_classes)
+        seed = network_seed(self.seed, key)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.space.build(genotype, num_classes=self.num_classes)
         prof = profile(model, resolution=arch.resolution)
         record.arch = self.space.describe(genotype)
         record.resolution = arch.resolution
@@ -153,7 +177,7 @@ class Objective:
             return record.pruned is not None
 
         result = self.evaluator(
-            model, self.data(arch.resolution), device=self.device, on_epoch=on_epoch
+            model, self.data(arch.resolution), device=self.device, on_epoch=on_epoch, seed=seed
         )
         record.accuracy, record.curve = result.accuracy, list(result.curve)
         record.evaluator = result.evaluator

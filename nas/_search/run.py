@@ -124,6 +124,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         constraints=ConstraintsConfig(**to_dict(s.constraints)),
         early_stop=EarlyStopConfig(**to_dict(s.early_stop)),
         mnas=MnasConfig(**to_dict(s.mnas)),
+        seed=s.seed,
     )
     study, storage = open_study(cfg, run_dir=run_dir, space=space, num_classes=first.num_classes)
     gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
