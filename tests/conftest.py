@@ -28,6 +28,7 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
         "widths": [0.5, 1.0],
     },
     "compound": {"resolution": 32, "base_width": 0.25},
+    "nb201": {"resolution": 32, "channels": 4, "cells": 1},
 }
 
 

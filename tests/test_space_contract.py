@@ -38,7 +38,7 @@ def test_options_are_the_constructor_arguments_defaults_included() -> None:
 def test_networks_follow_the_network_protocol(space: SearchSpace) -> None:
     genotype = space.random_genotype(0)
     model = space.build(genotype, num_classes=10).eval()
-    if space.name != "tiny_cnn":  # the example declares no layer table
+    if hasattr(model, "layer_table"):  # optional: nas show falls back to the units
         assert isinstance(model, Network)
     assert model.total_stride > 1
     r = space.resolution_of(genotype)
