@@ -39,6 +39,7 @@ from nas._report.describe import describe_arch
 from nas._report.pareto import hypervolume, pareto_front
 from nas._report.show import load_trials
 from nas._scaling.procedure import ScalingOutcome, run_scaling
+from nas._search.objective import network_seed
 from nas._search.run import SearchResult, run_search
 from nas._spaces.arch import Arch, ArchFileError, load_arch, save_arch
 from nas._spaces.build import build_model, load_model
@@ -70,6 +71,7 @@ __all__ = [
     "make_evaluator",
     "measure_latencies",
     "measure_latency",
+    "network_seed",
     "pareto_front",
     "profile",
     "run_scaling",

@@ -111,6 +111,20 @@ class ReportConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """Re-evaluation of step 1's leading networks before one is crowned (successive halving).
+
+    The ``top`` most accurate distinct networks (within the rule's budget) are trained again
+    with one more seed each round, and the better half by mean accuracy goes on; after
+    ``rounds`` rounds (or with one left) the best mean wins. ``top: 0`` crowns step 1's single
+    evaluation, as the paper's procedure does.
+    """
+
+    top: int = 4
+    rounds: int = 2
+
+
+@dataclass
 class WinnerConfig:
     """How step 1 of compound scaling picks (α, β, γ).
 
@@ -122,6 +136,7 @@ class WinnerConfig:
     rule: str = "accuracy"
     max_latency_ms: float | None = None
     max_macs: int | None = None
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

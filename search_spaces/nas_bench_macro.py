@@ -103,6 +103,12 @@ class MacroNetwork(nn.Sequential):
     def latency_units(self) -> list[nn.Module]:
         return list(self)
 
+    def zero_init_residual(self) -> None:
+        """Zero the last BN of every residual MBConv: each starts as the identity."""
+        for block in self.modules():
+            if isinstance(block, Block) and block.residual:
+                nn.init.zeros_(block.body[-1].weight)
+
 
 @register_space
 class NasBenchMacroSpace(SearchSpace):
@@ -111,6 +117,8 @@ class NasBenchMacroSpace(SearchSpace):
     Args:
         resolution: input resolution (the benchmark's: 32).
         choices: the layer choices offered (0 identity, 1 MBConv3 k3, 2 MBConv6 k5).
+        width_mult: multiplies the stem's and the head's widths (and so every stage's): below 1,
+            a network reduced for a cheaper proxy; the benchmark's is 1.
 
     Example:
         >>> from nas.space import make_space
@@ -119,14 +127,24 @@ class NasBenchMacroSpace(SearchSpace):
         ('02010210', '02010210')
     """
 
-    def __init__(self, *, resolution: int = 32, choices: tuple[int, ...] = (0, 1, 2)) -> None:
+    def __init__(
+        self,
+        *,
+        resolution: int = 32,
+        choices: tuple[int, ...] = (0, 1, 2),
+        width_mult: float = 1.0,
+    ) -> None:
         super().__init__(resolution=resolution)
         if not choices or any(c not in (0, *BLOCKS) for c in choices):
             raise ValueError(f"choices must be a non-empty subset of [0, 1, 2], got {choices}")
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        self.stem, self.head = max(1, round(32 * width_mult)), max(1, round(1280 * width_mult))
         self.declare(*(Choice(f"l{i}", tuple(choices)) for i in range(1, sum(STAGES) + 1)))
 
     def build(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> nn.Module:
-        return MacroNetwork(canonical(key_of(self.validate(genotype))), num_classes=num_classes)
+        key = canonical(key_of(self.validate(genotype)))
+        return MacroNetwork(key, num_classes=num_classes, stem=self.stem, head=self.head)
 
     def identity(self, genotype: Mapping[str, Primitive]) -> str:
         """The canonical key: keys equal up to where identities sit build one network."""

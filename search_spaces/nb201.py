@@ -153,6 +153,17 @@ class NB201Network(nn.Sequential):
     def latency_units(self) -> list[nn.Module]:
         return list(self)
 
+    def zero_init_residual(self) -> None:
+        """Zero the last BN of every convolution in a cell and of each reduction's residual
+        branch: cells start as their skip and pooling paths, reductions as their shortcut."""
+        for m in self.modules():
+            if isinstance(m, Cell | ResNetBlock):
+                for conv in m.modules():
+                    if isinstance(conv, ReLUConvBN) and not (
+                        isinstance(m, ResNetBlock) and conv is m.conv_a
+                    ):
+                        nn.init.zeros_(conv[2].weight)
+
 
 @register_space
 class NB201Space(SearchSpace):

@@ -338,9 +338,19 @@ def test_reduced_end_to_end_run_through_the_cli_writes_all_results(tmp_path: Pat
     assert "Step 2: family from" in out
     for name in ("scaling.json", "scaling.png", "pareto.json", "pareto.png", "trials.csv"):
         assert (run_dir / name).is_file(), name
-    doc = json.loads((run_dir / "scaling.json").read_text())
+    def refuse(value: str) -> None:
+        raise ValueError(f"non-standard JSON constant {value}")
+
+    doc = json.loads((run_dir / "scaling.json").read_text(), parse_constant=refuse)
     winner = doc["step1"]["winner"]
     assert doc["coefficients"] == {k: winner[k] for k in ("alpha", "beta", "gamma")}
+    # The leading networks were trained again; the winner is the best mean.
+    confirmation = doc["step1"]["confirmation"]
+    finalists = confirmation["finalists"]
+    assert 2 <= len(finalists) <= 4 and confirmation["rounds"] >= 1
+    assert finalists[0]["point"] == winner["point"] and winner["runs"] >= 2
+    assert winner["mean"] == pytest.approx(sum(finalists[0]["accuracies"]) / winner["runs"])
+    assert "confirmed" in out and "above the runner-up" in out
     trials = (run_dir / "trials.csv").read_text().strip().splitlines()[1:]
     assert doc["step1"]["points"] == len(trials) >= 2  # every admissible point once
     family = doc["family"]
@@ -391,3 +401,45 @@ def test_the_winner_line_names_the_trial_the_step1_table_lists(capsys) -> None:
     cells = [c.strip() for c in marked.strip("│ ").split("│")]
     assert cells[:4] == ["0", "1", "1", "1.4"], cells  # listed under trial 0, with its point
     assert "network of trial 0, the point of trial 1" in line and "γ=1.4" in line
+
+
+def test_successive_halving_crowns_the_best_mean_not_the_lucky_first(tmp_path) -> None:
+    from nas._scaling.confirm import confirm
+
+    space = nas.space.make_space("compound", resolution=32, base_width=0.25)
+    points = [Point(1.0, 1.0, 1.4), Point(1.2, 1.1, 1.15), Point(1.9, 1.0, 1.0), Point(1, 1.4, 1)]
+    # Step 1 ranked them 0 > 1 > 2 > 3; their true accuracies are 0.60, 0.80, 0.70, 0.50.
+    ranked = [_row(i, p, 0.9 - 0.05 * i, 5.0, 300) for i, p in enumerate(points)]
+    for r in ranked:
+        r.genotype_key = space.identity(r.genotype)
+    truth = {r.genotype_key: t for r, t in zip(ranked, (0.60, 0.80, 0.70, 0.50), strict=True)}
+
+    def size(model) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    key_of_size = {size(space.build(r.genotype, num_classes=4)): r.genotype_key for r in ranked}
+    assert len(key_of_size) == 4, "the four networks differ in size"
+    calls = []
+
+    def evaluate(model, data, evaluator_seed, net_seed):
+        calls.append((evaluator_seed, net_seed))
+        return truth[key_of_size[size(model)]]
+
+    result = confirm(
+        ranked,
+        space,
+        top=4,
+        rounds=2,
+        seed=7,
+        target=2.0,
+        evaluate=evaluate,
+        data=lambda r: None,
+        num_classes=4,
+    )
+    assert [f.record.trial for f in result.finalists][:2] == [1, 2]
+    assert result.winner.record.trial == 1, "step 1's lucky first is not crowned"
+    assert result.rounds == 2 and len(calls) == 4 + 2, "4 networks, then the better 2"
+    assert [s for s, _ in calls] == [8] * 4 + [9] * 2, "a new evaluator seed each round"
+    assert result.winner.accuracies == [0.85, 0.80, 0.80]
+    assert result.margin == pytest.approx(result.winner.mean - result.finalists[1].mean)
+    assert "± " in result.winner.describe() and "(n=3)" in result.winner.describe()

@@ -154,6 +154,12 @@ class ProxyEvaluator(Evaluator):
         batch_size: training batch size.
         optimizer: ``sgd`` (Nesterov momentum) or ``adamw``.
         lr: peak learning rate, annealed to zero by a cosine schedule over the budget.
+        warmup: fraction of the budget over which the learning rate first rises linearly
+            from zero to ``lr`` (0 = none).
+        zero_init: start the network near the identity: the classifier's last linear layer at
+            zero, and, where the network offers ``zero_init_residual()`` (the built-in
+            networks do), the last BatchNorm of every residual branch at zero. Short training
+            otherwise punishes deep networks, which learn slower at first.
         momentum: SGD momentum.
         weight_decay: decoupled for AdamW, L2 for SGD.
         label_smoothing: cross-entropy label smoothing.
@@ -188,6 +194,8 @@ class ProxyEvaluator(Evaluator):
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.02
+    warmup: float = 0.0
+    zero_init: bool = False
     momentum: float = 0.9
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
@@ -210,6 +218,12 @@ class ProxyEvaluator(Evaluator):
         check_number("momentum", self.momentum, minimum=0, integer=False)
         check_number("weight_decay", self.weight_decay, minimum=0, integer=False)
         check_number("label_smoothing", self.label_smoothing, minimum=0, integer=False)
+        if not (isinstance(self.warmup, int | float) and 0 <= self.warmup < 1):
+            raise ValueError(f"evaluator option warmup must be in [0, 1), got {self.warmup!r}")
+        if not isinstance(self.zero_init, bool):
+            raise ValueError(
+                f"evaluator option zero_init must be true or false, got {self.zero_init!r}"
+            )
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"evaluator option lr must be a number > 0, got {self.lr!r}")
         if self.label_smoothing >= 1:
@@ -279,8 +293,10 @@ class ProxyEvaluator(Evaluator):
         total_steps = self.max_steps or self.epochs * steps_per_epoch
         epochs = math.ceil(total_steps / steps_per_epoch)
 
+        if self.zero_init:
+            zero_init(model)
         optimizer = self._optimizer(model)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        schedule = _schedule(optimizer, total_steps, round(self.warmup * total_steps))
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         use_amp = cuda and amp_dtype is not None
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype is torch.float16)
@@ -356,6 +372,32 @@ class ProxyEvaluator(Evaluator):
             nesterov=self.momentum > 0,
             weight_decay=self.weight_decay,
         )
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over ``warmup`` steps, then cosine annealing to zero at ``total``."""
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    if warmup == 0:
+        return cosine
+    rise = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup
+    )
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, cosine], milestones=[warmup])
+
+
+def zero_init(model: nn.Module) -> None:
+    """Start ``model`` near the identity (see ``ProxyEvaluator.zero_init``), in place."""
+    init = getattr(model, "zero_init_residual", None)
+    if init is not None:
+        init()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        with torch.no_grad():
+            linears[-1].weight.zero_()
+            if linears[-1].bias is not None:
+                linears[-1].bias.zero_()
 
 
 def _check_outputs(logits: torch.Tensor, num_classes: int) -> None:

@@ -172,6 +172,12 @@ class MBConvNet(nn.Module):
         units.append(nn.Sequential(self.avgpool, nn.Flatten(1), self.classifier))
         return units
 
+    def zero_init_residual(self) -> None:
+        """Zero the last BatchNorm of every residual block: each starts as the identity."""
+        for block in self.modules():
+            if isinstance(block, MBConv) and block.use_residual:
+                nn.init.zeros_(block.block[-1][1].weight)
+
     layer_table_title = "MBConv stages"
 
     def layer_table(self, resolution: int) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from nas._measure.evaluators import make_evaluator
 from nas._record import TrialRecord
 from nas._report.tables import front_table
 from nas._scaling.compound import PAPER_COEFFICIENTS, CompoundScalingSpace
+from nas._scaling.confirm import Confirmation, as_mapping, confirm, ranked_networks
 from nas._scaling.family import FAMILY_SCALES, MODES, Member, build_members, measure_family
 from nas._scaling.report import (
     family_log,
@@ -66,12 +67,8 @@ class ScalingOutcome:
     seconds: float = 0.0
 
 
-def choose_winner(
-    rows: Sequence[TrialRecord], space: CompoundScalingSpace, rule: Mapping[str, Any]
-) -> TrialRecord:
-    """The step-1 record the rule picks (see :class:`nas._config.WinnerConfig`).
-
-    Ties go to fewer MACs, then to α·β²·γ² closest to the target, then to the smaller point.
+def eligible(rows: Sequence[TrialRecord], rule: Mapping[str, Any]) -> list[TrialRecord]:
+    """The evaluated step-1 records the rule allows (all, or those within its budget).
 
     Raises:
         ValueError: no evaluated trial, or none within the budget (naming the best seen).
@@ -89,22 +86,40 @@ def choose_winner(
                 f"no step-1 point within scaling.winner.max_latency_ms={max_lat} "
                 f"(the fastest measured {best:.3f} ms)"
             )
-        candidates = within
-    elif name == "macs_budget":
+        return within
+    if name == "macs_budget":
         within = [r for r in candidates if r.macs is not None and r.macs <= max_macs]
         if not within:
             best = min(r.macs for r in candidates if r.macs is not None)
             raise ValueError(
                 f"no step-1 point within scaling.winner.max_macs={max_macs:,} (the smallest {best:,})"
             )
-        candidates = within
+        return within
+    return candidates
+
+
+def winner_key(space: CompoundScalingSpace) -> Callable[[TrialRecord], tuple[float, ...]]:
+    """Best first: accuracy, then fewer MACs, then α·β²·γ² closest to the target, then the point."""
     target = space.grid_spec.target
 
     def key(r: TrialRecord) -> tuple[float, ...]:
         p = space.point(r.genotype)
         return (-r.accuracy, r.macs or 0, abs(p.product - target), p.alpha, p.beta, p.gamma)  # type: ignore[operator]
 
-    return min(candidates, key=key)
+    return key
+
+
+def choose_winner(
+    rows: Sequence[TrialRecord], space: CompoundScalingSpace, rule: Mapping[str, Any]
+) -> TrialRecord:
+    """The step-1 record the rule picks on step 1's accuracies alone (see ``WinnerConfig``).
+
+    Ties go to fewer MACs, then to α·β²·γ² closest to the target, then to the smaller point.
+
+    Raises:
+        ValueError: no evaluated trial, or none within the budget (naming the best seen).
+    """
+    return min(eligible(rows, rule), key=winner_key(space))
 
 
 def check_scaling(sc: Mapping[str, Any]) -> None:
@@ -285,7 +300,16 @@ def _step1(
         outcome.interrupted = True
         return False
     rule = to_dict(cfg.scaling)["winner"]
-    winner = choose_winner(res.rows, space, rule)
+    ranked = ranked_networks(eligible(res.rows, rule), winner_key(space))
+    confirmation = None
+    if rule["confirm"]["top"] >= 2 and len(ranked) >= 2:
+        console.print(
+            f"Step 1: the {min(len(ranked), rule['confirm']['top'])} leading networks trained "
+            f"again (successive halving, {rule['confirm']['rounds']} rounds of one more seed) ..."
+        )
+        confirmation = _confirm(cfg, space, ranked, rule["confirm"], doc["num_classes"])
+        doc["step1"]["confirmation"] = as_mapping(confirmation)
+    winner = confirmation.winner.record if confirmation else ranked[0]
     p = space.point(winner.genotype)
     outcome.coefficients = (p.alpha, p.beta, p.gamma)
     outcome.winner = {
@@ -302,15 +326,67 @@ def _step1(
         "macs": winner.macs,
         "rule": rule,
     }
+    if confirmation is not None:
+        outcome.winner.update(
+            mean=confirmation.winner.mean,
+            spread=confirmation.winner.spread,
+            runs=len(confirmation.winner.accuracies),
+            margin=confirmation.margin,
+        )
     doc["step1"]["winner"] = outcome.winner
     console.print(
         front_table(res.front, title="Step 1: Pareto front (accuracy vs latency) at φ = 1")
     )
     console.print(
-        step1_table(res.rows, space, winner=winner, front_ids={r.trial for r in res.front})
+        step1_table(
+            res.rows,
+            space,
+            winner=winner,
+            front_ids={r.trial for r in res.front},
+            confirmed=confirmation.by_trial() if confirmation else None,
+        )
     )
-    console.print(winner_line(rule["rule"], p, winner))
+    console.print(winner_line(rule["rule"], p, winner, confirmation))
     return True
+
+
+def _confirm(
+    cfg: DictConfig,
+    space: CompoundScalingSpace,
+    ranked: Sequence[TrialRecord],
+    options: Mapping[str, int],
+    num_classes: int,
+) -> Confirmation:
+    """Successive halving over step 1's leading networks (see :mod:`nas._scaling.confirm`)."""
+    data_options = to_dict(cfg.data)
+    evaluator_options = to_dict(cfg.evaluator)
+
+    def data(resolution: int) -> Any:
+        return call_with_options(load_data, data_options, group="data", resolution=resolution)
+
+    def evaluate(model: Any, dataset: Any, evaluator_seed: int, net_seed: int) -> float:
+        evaluator = call_with_options(
+            make_evaluator, {**evaluator_options, "seed": evaluator_seed}, group="evaluator"
+        )
+        return evaluator(model, dataset, device=cfg.search.device, seed=net_seed).accuracy
+
+    threads = torch.get_num_threads()
+    if cfg.search.get("threads") is not None:
+        torch.set_num_threads(cfg.search.threads)  # as step 1 trained them
+    try:
+        return confirm(
+            ranked,
+            space,
+            top=options["top"],
+            rounds=options["rounds"],
+            seed=int(cfg.search.seed),
+            target=space.grid_spec.target,
+            evaluate=evaluate,
+            data=data,
+            num_classes=num_classes,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _step2(

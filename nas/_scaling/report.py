@@ -12,6 +12,7 @@ from nas._io import atomic_write_text, save_figure, to_json
 from nas._logging.protocol import FamilyLog
 from nas._record import TrialRecord
 from nas._scaling.compound import PAPER_COEFFICIENTS, Point
+from nas._scaling.confirm import Confirmation, Finalist
 from nas._scaling.family import Member
 
 if TYPE_CHECKING:
@@ -44,9 +45,13 @@ def step1_table(
     *,
     winner: TrialRecord,
     front_ids: set[int],
+    confirmed: Mapping[int, Finalist] | None = None,
     limit: int = 15,
 ) -> Table:
-    """A rich table of the step-1 networks (one row per distinct network), best first."""
+    """A rich table of the step-1 networks (one row per distinct network), best first.
+
+    ``confirmed`` (by trial) adds the finalists' mean ± spread over their re-evaluations.
+    """
     from rich.table import Table
 
     shared: dict[int, list[Any]] = {}
@@ -68,6 +73,7 @@ def step1_table(
         "α·β²·γ²",
         "points",
         "accuracy %",
+        *(["confirmed %"] if confirmed else []),
         "latency ms",
         "params",
         "MACs (M)",
@@ -91,6 +97,7 @@ def step1_table(
             f"{p.product:.3f}",
             str(len(group)),
             f"{100 * r.accuracy:.2f}",
+            *([confirmed[r.trial].describe() if r.trial in confirmed else ""] if confirmed else []),
             f"{r.latency_ms:.3f}",
             f"{r.params:,}",
             _fmt_m(r.macs),
@@ -264,18 +271,31 @@ def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> No
     plt.close(fig)
 
 
-def winner_line(rule: str, point: Point, winner: TrialRecord) -> str:
+def winner_line(
+    rule: str, point: Point, winner: TrialRecord, confirmation: Confirmation | None = None
+) -> str:
     """The step-1 winner in one line, naming the trial the step-1 table lists it under.
 
     The table lists each network once, under the trial that evaluated it; a winning point whose
-    network another point had already built is a duplicate trial, named beside it.
+    network another point had already built is a duplicate trial, named beside it. With a
+    confirmation, the winner's mean ± spread and its margin to the runner-up follow.
     """
     shared = "" if winner.duplicate_of is None else f", the point of trial {winner.trial}"
-    return (
+    line = (
         f"Step 1 winner ({rule}): α={point.alpha:g}, β={point.beta:g}, γ={point.gamma:g} "
         f"(α·β²·γ² = {point.product:.3f}; network of trial {winner.origin}{shared}, accuracy "
-        f"{100 * (winner.accuracy or 0.0):.2f}%); the paper's: α=1.2, β=1.1, γ=1.15"
+        f"{100 * (winner.accuracy or 0.0):.2f}%"
     )
+    if confirmation is not None:
+        line += f", confirmed {confirmation.winner.describe()}"
+        if confirmation.margin is not None:
+            runner = confirmation.finalists[1]
+            p = runner.point
+            line += (
+                f", {100 * confirmation.margin:.2f} points above the runner-up "
+                f"(α={p.alpha:g}, β={p.beta:g}, γ={p.gamma:g}: {runner.describe()})"
+            )
+    return line + "); the paper's: α=1.2, β=1.1, γ=1.15"
 
 
 def family_log(
