@@ -338,6 +338,7 @@ def test_reduced_end_to_end_run_through_the_cli_writes_all_results(tmp_path: Pat
     assert "Step 2: family from" in out
     for name in ("scaling.json", "scaling.png", "pareto.json", "pareto.png", "trials.csv"):
         assert (run_dir / name).is_file(), name
+
     def refuse(value: str) -> None:
         raise ValueError(f"non-standard JSON constant {value}")
 
