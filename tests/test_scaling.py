@@ -444,3 +444,21 @@ def test_successive_halving_crowns_the_best_mean_not_the_lucky_first(tmp_path) -
     assert result.winner.accuracies == [0.85, 0.80, 0.80]
     assert result.margin == pytest.approx(result.winner.mean - result.finalists[1].mean)
     assert "± " in result.winner.describe() and "(n=3)" in result.winner.describe()
+
+
+@pytest.mark.slow
+def test_one_or_two_workers_give_the_same_step1_accuracies_and_winner(tmp_path: Path) -> None:
+    def run(workers: int) -> tuple[dict[str, float], dict]:
+        cfg = compose(
+            ["conf=effnet_grid", *TINY, "scaling.accuracy=false", f"search.n_workers={workers}"]
+        )
+        outcome = nas.run_scaling(cfg, run_dir=tmp_path / str(workers))
+        rows = outcome.step1.results.rows
+        accuracies = {r.genotype_key: r.accuracy for r in rows if r.duplicate_of is None}
+        return accuracies, outcome.winner
+
+    one, winner_one = run(1)
+    two, winner_two = run(2)
+    assert one == two and len(one) >= 2
+    assert winner_one["point"] == winner_two["point"]
+    assert winner_one["mean"] == winner_two["mean"]
