@@ -154,15 +154,14 @@ class NB201Network(nn.Sequential):
         return list(self)
 
     def zero_init_residual(self) -> None:
-        """Zero the last BN of every convolution in a cell and of each reduction's residual
-        branch: cells start as their skip and pooling paths, reductions as their shortcut."""
+        """Zero the last BN of each reduction's residual branch: it starts as its shortcut.
+
+        Cells are left alone: a cell may have no identity path (a chain of convolutions), and
+        zeroing its convolutions would make it, and the network, output zeros.
+        """
         for m in self.modules():
-            if isinstance(m, Cell | ResNetBlock):
-                for conv in m.modules():
-                    if isinstance(conv, ReLUConvBN) and not (
-                        isinstance(m, ResNetBlock) and conv is m.conv_a
-                    ):
-                        nn.init.zeros_(conv[2].weight)
+            if isinstance(m, ResNetBlock):
+                nn.init.zeros_(m.conv_b[2].weight)
 
 
 @register_space
