@@ -7,14 +7,17 @@ One JSON line per (network, seed), appended, so a rerun resumes. ``regret.py`` t
 default command's winners against it.
 
     python experiments/effnet_two_step/ground_truth.py --factor 10 --seeds 101 102 \\
+        --runs results/seeds/seed0 --top 15 --others 10 \\
         --out experiments/effnet_two_step/results/ground_truth.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import multiprocessing
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,21 @@ def networks(overrides: list[str]) -> tuple[dict[str, Any], list[tuple[str, list
     for point in space.grid_spec.points:
         groups.setdefault(space.identity({"point": point.key}), []).append(point.key)
     return cfg, sorted(groups.items())
+
+
+def chosen(nets: list[tuple[str, list[str]]], runs: list[Path], top: int, others: int, space):
+    """The ``top`` best networks of each run's step 1, plus ``others`` drawn from the rest."""
+    picked: set[str] = set()
+    for run in runs:
+        with (run / "trials.csv").open() as fh:
+            rows = [r for r in csv.DictReader(fh) if r["state"] == "COMPLETE" and r["accuracy"]]
+        rows = [r for r in rows if not r["duplicate_of"]]
+        rows.sort(key=lambda r: -float(r["accuracy"]))
+        for r in rows[:top]:
+            picked.add(space.identity(json.loads(r["genotype"])))
+    rest = sorted(i for i, _ in nets if i not in picked)
+    picked.update(random.Random(0).sample(rest, min(others, len(rest))))
+    return [(i, p) for i, p in nets if i in picked]
 
 
 def train(job: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +89,15 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=10, help="times the preset's budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides of the preset")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="default-command runs")
+    parser.add_argument("--top", type=int, default=15, help="best networks of each run's step 1")
+    parser.add_argument("--others", type=int, default=10, help="networks drawn from the rest")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     cfg, nets = networks(list(args.set))
+    if args.runs:
+        nets = chosen(nets, args.runs, args.top, args.others, make_space(**cfg["space"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if args.out.exists():
