@@ -7,10 +7,11 @@ from typing import Any
 
 from nas._measure.proxy import Evaluator, ProxyEvaluator
 from nas._measure.scores import JacobCovEvaluator, SynflowEvaluator
+from nas._measure.tables import TableEvaluator
 
 #: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
 EVALUATORS: dict[str, type[Evaluator]] = {
-    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator)
+    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator, TableEvaluator)
 }
 
 

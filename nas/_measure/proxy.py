@@ -82,13 +82,23 @@ class Evaluator(ABC):
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
         seed: int | None = None,
+        identity: str | None = None,
     ) -> AccuracyResult:
         """Evaluate ``model`` on ``data``.
 
         ``seed`` seeds the network's own random layers (dropout, stochastic depth) for this
         call; ``None`` uses the evaluator's ``seed``. The data's order and subsets always come
         from the evaluator's ``seed``, so every network of a search sees the same batches.
+        ``identity`` is the network's identity in its space (a table evaluator looks it up).
         """
+
+    def check(self, identity: str) -> None:
+        """Raise ``ValueError`` if this evaluator cannot evaluate the network ``identity``.
+
+        Called on one network of the space before a search opens its study; trained
+        evaluators take any network.
+        """
+        del identity
 
 
 def check_number(key: str, value: object, *, minimum: float, integer: bool) -> None:
@@ -251,6 +261,7 @@ class ProxyEvaluator(Evaluator):
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
         seed: int | None = None,
+        identity: str | None = None,
     ) -> AccuracyResult:
         """Train ``model`` on ``data`` for the budget and return its validation accuracy.
 

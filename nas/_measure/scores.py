@@ -61,6 +61,7 @@ class SynflowEvaluator(Evaluator):
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
         seed: int | None = None,
+        identity: str | None = None,
     ) -> AccuracyResult:
         """Score a deep copy of ``model`` (the model itself is not changed)."""
         dev = resolve_device(device)
@@ -138,6 +139,7 @@ class JacobCovEvaluator(Evaluator):
         device: str = "cpu",
         on_epoch: OnEpoch | None = None,
         seed: int | None = None,
+        identity: str | None = None,
     ) -> AccuracyResult:
         """Score a deep copy of ``model`` (the model itself is not changed)."""
         dev = resolve_device(device)

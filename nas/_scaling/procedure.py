@@ -26,6 +26,7 @@ from nas._config import ConfigError, call_with_options, to_dict
 from nas._logging.logger import make_logger
 from nas._measure.data import load_data
 from nas._measure.evaluators import make_evaluator
+from nas._measure.latency import LatencySettings
 from nas._record import TrialRecord
 from nas._report.tables import front_table
 from nas._scaling.compound import PAPER_COEFFICIENTS, CompoundScalingSpace
@@ -198,6 +199,8 @@ def run_scaling(cfg: DictConfig, *, run_dir: str | Path | None = None) -> Scalin
     check_scaling(sc)
     space = _scalable_space(cfg)
     latency = latency_from_config(to_dict(cfg.latency))
+    if not isinstance(latency, LatencySettings):
+        raise ConfigError("latency=table cannot time a scaled family: step 2 builds new networks")
     base = space.options()["base"]
     base_desc = base if isinstance(base, str) else "architecture mapping"
     run_dir.mkdir(parents=True, exist_ok=True)

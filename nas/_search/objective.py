@@ -26,8 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
 from nas._measure.data import Dataset
-from nas._measure.latency import LatencySettings, measure_latency
+from nas._measure.latency import LatencyResult, LatencySettings, measure_latency
 from nas._measure.profile import profile
+from nas._measure.tables import TableLatency
 from nas._record import TrialRecord, write_identity
 from nas._search.early_stop import DominanceStopper, StopRule
 from nas._spaces.base import SearchSpace
@@ -75,7 +76,7 @@ class Objective:
         space: the search space.
         data: loads the data at a resolution (cached by the loader).
         evaluator: the accuracy evaluator (``nas.make_evaluator``).
-        latency: how latency is measured.
+        latency: how latency is measured, or the benchmark table it is read from.
         num_classes: classes of the data (the networks' outputs).
         device: where the evaluator trains.
         objective: ``pareto`` (accuracy, latency) or ``mnas`` (one reward).
@@ -88,7 +89,7 @@ class Objective:
     space: SearchSpace
     data: Callable[[int], Dataset]
     evaluator: Callable[..., Any]
-    latency: LatencySettings
+    latency: LatencySettings | TableLatency
     num_classes: int
     device: str = "cpu"
     objective: str = "pareto"
@@ -155,7 +156,7 @@ class Objective:
             record.seconds = {"total": time.perf_counter() - start}
             return self._values(0.0, math.inf)
 
-        lat = measure_latency(model, resolution=arch.resolution, settings=self.latency)
+        lat = self._latency(model, key, arch.resolution)
         t_latency = time.perf_counter()
         record.latency, record.latency_ms = lat, lat.median_ms
         record.constraints[0] = excess(lat.median_ms, c.max_latency_ms)
@@ -177,7 +178,12 @@ class Objective:
             return record.pruned is not None
 
         result = self.evaluator(
-            model, self.data(arch.resolution), device=self.device, on_epoch=on_epoch, seed=seed
+            model,
+            self.data(arch.resolution),
+            device=self.device,
+            on_epoch=on_epoch,
+            seed=seed,
+            identity=key,
         )
         record.accuracy, record.curve = result.accuracy, list(result.curve)
         record.evaluator = result.evaluator
@@ -190,6 +196,12 @@ class Objective:
         if result.stopped:
             raise optuna.TrialPruned(record.pruned or "stopped early")
         return self._values(result.accuracy, lat.median_ms)
+
+    def _latency(self, model: torch.nn.Module, key: str, resolution: int) -> LatencyResult:
+        """Measured on this device, or read from a benchmark's table."""
+        if isinstance(self.latency, TableLatency):
+            return self.latency.lookup(key, resolution=resolution)
+        return measure_latency(model, resolution=resolution, settings=self.latency)
 
     def _values(self, accuracy: float, latency_ms: float) -> Values:
         if self.objective == "mnas":

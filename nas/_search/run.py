@@ -31,6 +31,7 @@ from nas._logging.logger import make_logger
 from nas._measure.data import Dataset, check_resolution, load_data
 from nas._measure.evaluators import make_evaluator
 from nas._measure.latency import LatencyResult, LatencySettings, measure_latencies
+from nas._measure.tables import TableLatency
 from nas._record import TrialRecord
 from nas._report.pareto import pareto_front
 from nas._report.results import Results, write_results
@@ -69,13 +70,19 @@ def space_from_config(options: Mapping[str, Any]) -> SearchSpace:
         raise ConfigError(f"space: {err}") from None
 
 
-def latency_from_config(options: Mapping[str, Any]) -> LatencySettings:
-    """The latency settings of a config's ``latency`` group.
+def latency_from_config(options: Mapping[str, Any]) -> LatencySettings | TableLatency:
+    """The latency settings of a config's ``latency`` group (``source: table``: a table's).
 
     Raises:
         ConfigError: an unknown key or a bad value, named.
     """
+    options = dict(options)
+    source = options.pop("source", "measured")
     try:
+        if source == "table":
+            return call_with_options(TableLatency, options, group="latency")
+        if source != "measured":
+            raise ConfigError(f"latency.source must be measured or table, got {source!r}")
         return call_with_options(LatencySettings, options, group="latency")
     except ConfigError:
         raise
@@ -113,6 +120,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     grid = GridOrder(space.grid(), seed=s.seed) if cfg.sampler.name == "grid" else None
     first = data(space.resolution)
     _check_space_fits(space, first)
+    _check_tables(space, evaluator, latency)
     objective = Objective(
         space=space,
         data=data,
@@ -139,6 +147,19 @@ def _check_space_fits(space: SearchSpace, data: Dataset) -> None:
         check_resolution(model, space.resolution_of(genotype))
     except ValueError as err:
         raise ConfigError(f"space.resolution: {err}") from None
+
+
+def _check_tables(space: SearchSpace, evaluator: Any, latency: object) -> None:
+    """Fail before the study when a benchmark table does not hold the space's networks."""
+    identity = space.identity(space.random_genotype(0))
+    for group, source in (("evaluator", evaluator), ("latency", latency)):
+        check = getattr(source, "check", None)
+        if check is None:
+            continue
+        try:
+            check(identity)
+        except ValueError as err:
+            raise ConfigError(f"{group}: {err}") from None
 
 
 def _check_search(cfg: DictConfig) -> None:
@@ -275,6 +296,8 @@ def remeasure_front(study: optuna.Study, objective: Objective) -> dict[int, Late
     During the search each network was timed in its own minute, and this machine's speed drifts
     between minutes; timing the front together makes its latencies comparable with each other.
     """
+    if not isinstance(objective.latency, LatencySettings):
+        return {}  # read from a table: nothing to time again
     front = pareto_front(TrialRecord.all_of(study.get_trials(deepcopy=False)))
     if len(front) < 2:
         return {}
