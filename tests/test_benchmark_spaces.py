@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import nas
 from nas.space import make_space
 from search_spaces import nas_bench_macro, nb201
 
@@ -123,3 +124,24 @@ def test_macro_network_runs() -> None:
     space = make_space("nas_bench_macro")
     model = space.build(nas_bench_macro.genotype_of("22212220"), num_classes=10).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("preset", "results"),
+    [("nb201_proxy", "nb201-deep16"), ("nas_bench_macro_proxy", "macro-tuned")],
+)
+def test_the_proxy_presets_are_what_the_ground_truth_benchmark_measured(preset, results):
+    """experiments/proxy_ground_truth quotes these presets' figures from these runs."""
+    root = Path(__file__).resolve().parents[1]
+    measured = json.loads(
+        (root / "experiments/proxy_ground_truth/results" / f"{results}.settings.json").read_text()
+    )
+    cfg = nas.compose([f"conf={preset}"])
+    assert cfg.space.resolution == measured["resolution"]
+    for key, value in measured["space"].items():
+        assert cfg.space[key] == value, key
+    for key, value in measured["evaluator"].items():
+        assert cfg.evaluator[key] == value, key
+    for key, value in measured["data"].items():
+        assert cfg.data[key] == value, key
+    assert cfg.data.path.endswith("cifar10_subset.npz") and cfg.data.split == "train"

@@ -8,6 +8,9 @@ and MACs. ``summary.py`` turns the lines into rank correlations.
 
     python experiments/proxy_ground_truth/run.py nb201 --archs 30 --out results/nb201-P1.jsonl \\
         --space channels=8 cells=1 --set lr=0.1 warmup=0.1 zero_init=true
+
+``--preset nb201_proxy`` (``nas_bench_macro_proxy``) takes the network's reduction and the
+proxy's settings from that preset of ``conf/conf/``: what a search with it trains.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import torch
 import yaml
+from omegaconf import OmegaConf
 
 import nas
 from nas.space import make_space
@@ -59,6 +63,26 @@ def ground_truth(bench: str) -> list[tuple[str, dict[str, Any], float]]:
 
 def _parse(items: list[str]) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def preset(name: str, bench: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A preset's network options, proxy options (those that differ from the evaluator's
+    defaults) and resolution; its data must be the CIFAR-10 subset split as here."""
+    cfg = OmegaConf.to_container(nas.compose([f"conf={name}"]), resolve=True)
+    space, evaluator, data = cfg["space"], cfg["evaluator"], cfg["data"]
+    if space.pop("name") != bench:
+        raise SystemExit(f"preset {name} does not search the {bench} space")
+    resolution = space.pop("resolution")
+    defaults = nas.make_evaluator(name="proxy").options()
+    changed = {
+        k: v
+        for k, v in evaluator.items()
+        if k not in ("name", "seed", "threads") and v != defaults[k]
+    }
+    split = (data["split"], data["val_fraction"], data["train_size"], data["val_size"])
+    if Path(data["path"]).resolve() != CIFAR.resolve() or split != ("train", 0.2, None, None):
+        raise SystemExit(f"preset {name} trains on other data than this benchmark")
+    return space, changed, resolution
 
 
 def evaluate(job: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +135,12 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="proxy evaluator options k=v")
     parser.add_argument("--data", nargs="*", default=[], help="load_data options k=v")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--preset", help="take --resolution, --space, --set from conf=PRESET")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    space_options, evaluator_options = _parse(args.space), _parse(args.set)
+    if args.preset:
+        space_options, evaluator_options, args.resolution = preset(args.preset, args.bench)
 
     truth = ground_truth(args.bench)
     drawn = random.Random(args.sample_seed).sample(truth, args.archs)
@@ -126,8 +154,9 @@ def main() -> None:
         "sample_seed": args.sample_seed,
         "seed": args.seed,
         "resolution": args.resolution,
-        "space": _parse(args.space),
-        "evaluator": _parse(args.set),
+        "preset": args.preset,
+        "space": space_options,
+        "evaluator": evaluator_options,
         "data": {"val_fraction": 0.2, **_parse(args.data)},
     }
     (out.with_suffix(".settings.json")).write_text(json.dumps(settings, indent=2))

@@ -4,8 +4,10 @@
 
 For every results file: Spearman and Kendall of the proxy (and, on the same networks, of
 synflow, jacob_cov, parameter count and MACs) with the benchmark's accuracy, a bootstrap 95%
-interval of the proxy's Spearman (2,000 resamples of the networks, seed 0), and the median CPU
-seconds of one proxy evaluation. Prints a Markdown table.
+interval of the proxy's Spearman (2,000 resamples of the networks, seed 0), the median CPU
+seconds of one proxy evaluation, the range of the benchmark's accuracy over the networks, and
+the Spearman of the proxy combined with synflow (the sum of the two z-scores). Prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -57,23 +59,34 @@ def summarise(path: Path) -> dict:
     out["interval"] = bootstrap(proxy, truth)
     out["cpu_s"] = statistics.median(r["cpu_seconds"] for r in rows)
     out["proxy_range"] = (100 * min(proxy), 100 * max(proxy))
+    out["truth_range"] = (min(truth), max(truth))
+    both = [r for r in rows if r.get("synflow") is not None]
+    combined = zscores([r["proxy"] for r in both]) + zscores([r["synflow"] for r in both])
+    out["combined"] = spearman(list(combined), [r["truth"] for r in both])
     return out
+
+
+def zscores(values: list[float]) -> np.ndarray:
+    a = np.asarray(values, dtype=float)
+    return (a - a.mean()) / (a.std() or 1.0)
 
 
 def main(paths: list[str]) -> None:
     print(
-        "| run | n | proxy Spearman (95% CI) | Kendall | proxy accuracy % | CPU s / net "
-        "| synflow | jacob_cov | params | MACs |"
+        "| run | n | truth % | proxy Spearman (95% CI) | Kendall | proxy accuracy % "
+        "| CPU s / net | synflow | jacob_cov | params | MACs | proxy + synflow |"
     )
-    print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for p in paths:
         s = summarise(Path(p))
         rho, tau, _ = s["proxy"]
         lo, hi = s["interval"]
         others = " | ".join(f"{s[name][0]:.3f}" for name in SIGNALS[1:])
         print(
-            f"| {s['run']} | {s['n']} | {rho:.3f} ({lo:.2f}-{hi:.2f}) | {tau:.3f} | "
-            f"{s['proxy_range'][0]:.1f}-{s['proxy_range'][1]:.1f} | {s['cpu_s']:.0f} | {others} |"
+            f"| {s['run']} | {s['n']} | {s['truth_range'][0]:.1f}-{s['truth_range'][1]:.1f} | "
+            f"{rho:.3f} ({lo:.2f}-{hi:.2f}) | {tau:.3f} | "
+            f"{s['proxy_range'][0]:.1f}-{s['proxy_range'][1]:.1f} | {s['cpu_s']:.0f} | {others} | "
+            f"{s['combined']:.3f} |"
         )
 
 
