@@ -8,7 +8,8 @@ The names here are what a user needs: architecture files and models (``build_mod
 ``load_model``, ``export_model``, ...), searching (``compose``, ``run_search``,
 ``run_scaling``), reading results (``load_trials``, ``pareto_front``, ``hypervolume``) and
 measuring (``measure_latency``, ``LatencyTable``, ``profile``, ``load_data``,
-``make_evaluator``). A space author's names are in :mod:`nas.space`, the published networks in
+``make_evaluator``), and benchmark tables (``read_table``, ``TableEvaluator``,
+``TableLatency``). A space author's names are in :mod:`nas.space`, the published networks in
 :mod:`nas.zoo`.
 
 Example:
@@ -34,6 +35,7 @@ from nas._measure.latency import (
 from nas._measure.lookup import LatencyTable
 from nas._measure.profile import Profile, profile
 from nas._measure.proxy import AccuracyResult, NonFiniteLossError
+from nas._measure.tables import TableEvaluator, TableLatency, read_table
 from nas._record import TrialRecord
 from nas._report.describe import describe_arch
 from nas._report.pareto import hypervolume, pareto_front
@@ -58,6 +60,8 @@ __all__ = [
     "Profile",
     "ScalingOutcome",
     "SearchResult",
+    "TableEvaluator",
+    "TableLatency",
     "TrialRecord",
     "build_model",
     "compose",
@@ -74,6 +78,7 @@ __all__ = [
     "network_seed",
     "pareto_front",
     "profile",
+    "read_table",
     "run_scaling",
     "run_search",
     "save_arch",

@@ -1,0 +1,47 @@
+"""The search-efficiency benchmark's measure: hypervolume found / the true front's."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import nas
+from tests.test_benchmark_spaces import needs_nb201
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench", ROOT / "experiments" / "search_efficiency" / "bench.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_nb201
+def test_the_exhaustive_front_has_ratio_exactly_one_and_a_search_at_most_one():
+    b = bench()
+    table = b.values("raspi4")
+    assert len(table) == 6466  # the isomorphism classes
+    refs = b.references(table, 90.0)
+    truth = b.true_areas(table, refs)
+    points = list(table.values())
+    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
+    for name, ref in refs.items():
+        assert b.area(front, ref) / truth[name] == 1.0
+        assert b.area(front[: len(front) // 2], ref) / truth[name] < 1.0
+    run = b.run("random", 0, table, refs, truth, evals=40, max_trials=1000)
+    assert run["distinct"] == 40 and len(run["ratio"]["headline"]) == 4
+    for curve in run["ratio"].values():
+        assert all(0.0 <= r <= 1.0 for r in curve)
+        assert curve == sorted(curve)  # more networks never lose area
+
+
+def test_the_area_counts_only_networks_above_the_floor():
+    b = bench()
+    assert b.area([(95.0, 1.0), (89.0, 0.5)], (90.0, 2.0)) == pytest.approx(5.0)
+    assert nas.hypervolume([], 1.0) == 0.0
