@@ -23,7 +23,7 @@ import json
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -115,13 +115,18 @@ def _row(path: str, key: str, identity: str) -> dict[str, float]:
     return rows[identity]
 
 
-def _column(path: str, key: str, column: str) -> None:
-    rows = read_table(path, key)
-    first = next(iter(rows.values()), {})
-    if column not in first:
-        raise ValueError(
-            f"table {path!r} has no numeric column {column!r}; columns: {', '.join(sorted(first))}"
-        )
+def _column(path: str, key: str, column: str, *, prefix: str = "") -> None:
+    """Raise ``ValueError`` unless the table has the numeric ``column``, listing what it has
+    (the columns starting with ``prefix``, that prefix removed: ``lat_ms_`` lists devices)."""
+    first = next(iter(read_table(path, key).values()), {})
+    if column in first:
+        return
+    names = sorted(c.removeprefix(prefix) for c in first if c.startswith(prefix))
+    what, listed = ("latency column", "devices") if prefix else ("numeric column", "columns")
+    raise ValueError(
+        f"table {path!r} has no {what} {column!r}"
+        + (f"; {listed}: {', '.join(names)}" if names else "")
+    )
 
 
 @dataclass
@@ -216,21 +221,11 @@ class TableLatency:
     def __post_init__(self) -> None:
         if self.source != "table":
             raise ValueError(f"source must be 'table' here, got {self.source!r}")
-        rows = read_table(self.path, self.key)
-        first = next(iter(rows.values()), {})
-        if self.column_name not in first:
-            devices = sorted(c.removeprefix("lat_ms_") for c in first if c.startswith("lat_ms_"))
-            raise ValueError(
-                f"table {self.path!r} has no latency column {self.column_name!r}"
-                + (f"; devices: {', '.join(devices)}" if devices else "")
-            )
+        _column(self.path, self.key, self.column_name, prefix="lat_ms_")
 
     @property
     def column_name(self) -> str:
         return self.column.replace("{device}", str(self.device))
-
-    def options(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def check(self, identity: str) -> None:
         """Raise ``ValueError`` unless the table holds the network ``identity``."""
