@@ -2,10 +2,16 @@
 
 Each entry is a function ``(*, num_classes, **options) -> nn.Module`` registered under a
 name; the built-in ones reproduce the reference implementations' parameter counts exactly.
+A module of ``search_spaces/`` may register the published networks of its space when it is
+imported (``search_spaces/resnet.py`` registers ``resnet50``, ...): :func:`create` and
+:func:`list_models` import those modules by name when they need them, as ``get_space`` does.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +19,7 @@ from torch import nn
 
 from nas._models.googlenet import googlenet
 from nas._models.mbconvnet import EFFICIENTNET_TABLE, efficientnet
+from nas._spaces.registry import PLUGINS
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -31,8 +38,17 @@ def register_model(name: str, factory: ModelFactory) -> None:
     _MODELS[name] = factory
 
 
+def _import_plugins() -> None:
+    """Import every module of the plugin package: spaces register their published networks."""
+    spec = importlib.util.find_spec(PLUGINS)
+    if spec is not None and spec.submodule_search_locations:
+        for module in pkgutil.iter_modules(spec.submodule_search_locations):
+            importlib.import_module(f"{PLUGINS}.{module.name}")
+
+
 def list_models() -> list[str]:
-    """Names :func:`create` accepts, sorted."""
+    """Names :func:`create` accepts, sorted (those the spaces register included)."""
+    _import_plugins()
     return sorted(_MODELS)
 
 
@@ -47,6 +63,8 @@ def create(name: str, *, num_classes: int = 1000, **options: Any) -> nn.Module:
         >>> sum(p.numel() for p in create("efficientnet_b0").parameters())
         5288548
     """
+    if name not in _MODELS:
+        _import_plugins()
     factory = _MODELS.get(name)
     if factory is None:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
