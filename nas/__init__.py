@@ -8,8 +8,9 @@ The names here are what a user needs: architecture files and models (``build_mod
 ``load_model``, ``export_model``, ...), searching (``compose``, ``run_search``,
 ``run_scaling``), reading results (``load_trials``, ``pareto_front``, ``hypervolume``) and
 measuring (``measure_latency``, ``LatencyTable``, ``profile``, ``load_data``,
-``make_evaluator``), and benchmark tables (``read_table``, ``TableEvaluator``,
-``TableLatency``). A space author's names are in :mod:`nas.space`, the published networks in
+``make_evaluator``), the search's parts for an Optuna loop of your own (``make_sampler``,
+``DominanceStopper``, ``EarlyStopConfig``), and benchmark tables (``read_table``,
+``TableEvaluator``, ``TableLatency``). A space author's names are in :mod:`nas.space`, the published networks in
 :mod:`nas.zoo`.
 
 Example:
@@ -22,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from nas import space, zoo
-from nas._config import ConfigError, compose
+from nas._config import ConfigError, EarlyStopConfig, compose
 from nas._export import export_model
 from nas._measure.data import DataError, Dataset, load_data
 from nas._measure.evaluators import make_evaluator
@@ -41,8 +42,10 @@ from nas._report.describe import describe_arch
 from nas._report.pareto import hypervolume, pareto_front
 from nas._report.show import load_trials
 from nas._scaling.procedure import ScalingOutcome, run_scaling
+from nas._search.early_stop import DominanceStopper
 from nas._search.objective import network_seed
 from nas._search.run import SearchResult, run_search
+from nas._search.samplers import make_sampler
 from nas._spaces.arch import Arch, ArchFileError, load_arch, save_arch
 from nas._spaces.build import build_model, load_model
 
@@ -53,6 +56,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "DominanceStopper",
+    "EarlyStopConfig",
     "LatencyResult",
     "LatencySettings",
     "LatencyTable",
@@ -73,6 +78,7 @@ __all__ = [
     "load_model",
     "load_trials",
     "make_evaluator",
+    "make_sampler",
     "measure_latencies",
     "measure_latency",
     "network_seed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ def bench():
         "bench", ROOT / "experiments" / "search_efficiency" / "bench.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

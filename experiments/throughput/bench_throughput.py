@@ -435,9 +435,38 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def growth(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-trial overhead against the number of trials already in the study, nas and Optuna.
+
+    Both on the journal file class nas writes (``JournalFile``), NSGA-II, constant evaluation,
+    in the order nas, Optuna, Optuna, nas, so that a drift of the machine's load hits both.
+    Reported: the median of each window of 100 trials, every ``--every`` trials.
+    """
+    n, every = args.trials, args.every
+    runs: dict[str, list[list[float]]] = {"nas": [], "optuna": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for who in ("nas", "optuna", "optuna", "nas")[: 2 * args.reps]:
+            if who == "nas":
+                rows = nas_overhead(None, n, Path(tmp))["per_trial"]
+            else:
+                rows = optuna_overhead(None, n, Path(tmp), backend=JournalFile)["per_trial"]
+            runs[who].append([r["total"] for r in rows])
+            print(who, "done", flush=True)
+    windows = []
+    for start in [0, *range(every - 100, n, every)]:
+        row: dict[str, Any] = {"trials": f"{start}-{start + 100}"}
+        for who, totals in runs.items():
+            row[f"{who}_ms"] = [_ms(t[start : start + 100]) for t in totals]
+        row["ratio"] = statistics.median(row["nas_ms"]) / statistics.median(row["optuna_ms"])
+        windows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"n_trials": n, "windows": windows, "order": "nas, optuna, optuna, nas"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("throughput", "overhead", "scaling", "all"))
+    parser.add_argument("what", choices=("throughput", "overhead", "scaling", "growth", "all"))
+    parser.add_argument("--every", type=int, default=1000, help="growth: window spacing")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--reps", type=int, default=2)
@@ -456,6 +485,11 @@ def main() -> None:
         a = argparse.Namespace(**{**vars(args), "trials": args.trials or 300})
         doc = {"meta": meta, "overhead": overhead(a)}
         (args.out / "overhead.json").write_text(json.dumps(doc, indent=2))
+    if args.what == "growth":
+        a = argparse.Namespace(**{**vars(args), "trials": args.trials or 10_000})
+        doc = {"meta": meta, "growth": growth(a)}
+        doc["meta"]["loadavg_after"] = os.getloadavg()
+        (args.out / "growth.json").write_text(json.dumps(doc, indent=2))
     if args.what in ("scaling", "all"):
         a = argparse.Namespace(**{**vars(args), "trials": args.trials or 48})
         doc = {"meta": meta, "scaling": scaling(a)}

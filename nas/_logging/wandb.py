@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,15 +22,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
+from nas._index import StudyIndex
 from nas._io import finite
 from nas._logging.protocol import FamilyLog
 from nas._record import TrialRecord
-from nas._report.pareto import (
-    hypervolume,
-    hypervolume_history,
-    pareto_front,
-    reference_latency,
-)
+from nas._report.pareto import ParetoFront, hypervolume, hypervolume_history
 from nas._report.results import FRONT_COLUMNS, TRIAL_COLUMNS, Results, trial_rows
 
 MODES = ("offline", "online", "disabled")
@@ -169,6 +165,8 @@ class WandbLogger:
         self._hv_reference: float | None = (config.get("report") or {}).get(
             "hv_reference_latency_ms"
         )
+        self._bounded = ParetoFront(max_latency_ms=self._hv_reference)
+        self._bounded_read = 0  # records of the study's index added to _bounded
         if self._quiet:
             return
         try:
@@ -261,19 +259,24 @@ class WandbLogger:
             with contextlib.suppress(Exception):
                 run.finish(exit_code=1)
 
-    def _trial_row(self, rows: Sequence[TrialRecord], number: int) -> TrialRecord | None:
-        return next((r for r in reversed(rows) if r.trial == number), None)
-
     @_guarded
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback: log one finished trial against its number."""
         if self._run is None:
             return
-        rows = TrialRecord.all_of(study.get_trials(deepcopy=False))
-        row = self._trial_row(rows, trial.number) or TrialRecord.of(trial)
-        evaluated = [r for r in rows if r.evaluated]
-        ref = reference_latency(rows, self._hv_reference)
-        points = [(r.accuracy, r.latency_ms) for r in evaluated]
+        index = StudyIndex.of(study)
+        index.refresh()
+        row = index.records.get(trial.number) or TrialRecord.of(trial)
+        if self._hv_reference is not None:
+            # A fixed reference can cut the front: the area is that of the front below it.
+            records = list(index.records.values())
+            for r in records[self._bounded_read :]:
+                self._bounded.add(r)
+            self._bounded_read = len(records)
+            ref, points = float(self._hv_reference), self._bounded.points()
+        else:
+            ref = 1.1 * index.max_latency_ms if index.max_latency_ms is not None else 1.0
+            points = index.front.points()
         data: dict[str, Any] = {
             "trial": trial.number,
             "state": row.state,
@@ -283,7 +286,7 @@ class WandbLogger:
             "params": row.params,
             "macs": row.macs,
             "seconds": row.total_seconds,
-            "front_size": len(pareto_front(rows)),
+            "front_size": len(index.front.records),
             "hypervolume": hypervolume(points, ref),  # type: ignore[arg-type]
         }
         genotype = row.genotype or trial.params

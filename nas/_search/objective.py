@@ -22,9 +22,10 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
+from nas._index import StudyIndex
 from nas._measure.data import Dataset
 from nas._measure.latency import LatencyResult, LatencySettings, measure_latency
 from nas._measure.profile import profile
@@ -222,21 +223,24 @@ class Objective:
         return rule
 
     @staticmethod
-    def _previous(trial: optuna.Trial, key: str, poll: float = 0.5) -> FrozenTrial | None:
+    def _previous(trial: optuna.Trial, key: str, poll: float = 0.5) -> TrialRecord | None:
         """A finished trial of the same network; waits for an earlier one still running.
 
         Waiting only on lower-numbered trials means two workers never wait on each other.
         """
+        index = StudyIndex.of(trial.study)
         while True:
-            running = False
-            for t in trial.study.get_trials(deepcopy=False):
-                if t.number == trial.number or TrialRecord.of(t).genotype_key != key:
-                    continue
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                    return t
-                running |= (
-                    t.state == TrialState.RUNNING and t.number < trial.number and worker_alive(t)
-                )
+            index.refresh()
+            first = index.first_of(key)
+            if first is not None:
+                return first
+            running = any(
+                t.state == TrialState.RUNNING
+                and t.number < trial.number
+                and TrialRecord.of(t).genotype_key == key
+                and worker_alive(t)
+                for t in index.open
+            )
             if not running:
                 return None
             # A twin whose worker on another machine died is only failed through heartbeats.
@@ -244,9 +248,8 @@ class Objective:
                 optuna.storages.fail_stale_trials(trial.study)
             time.sleep(poll)
 
-    def _reuse(self, trial: optuna.Trial, record: TrialRecord, previous: FrozenTrial) -> Values:
+    def _reuse(self, trial: optuna.Trial, record: TrialRecord, earlier: TrialRecord) -> Values:
         """Take a previous identical trial's measurements instead of evaluating again."""
-        earlier = TrialRecord.of(previous)
         origin = earlier.origin
         record.take_measurements(earlier)
         record.duplicate_of = origin

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from nas._record import TrialRecord
-from nas._report.pareto import pareto_front
-from nas._storage.recovery import budget_used
+from nas._index import StudyIndex
 
 
 class Progress:
@@ -23,8 +21,9 @@ class Progress:
         self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial | None) -> None:
-        trials = study.get_trials(deepcopy=False)
-        front = pareto_front(TrialRecord.all_of(trials))
+        index = StudyIndex.of(study)
+        index.refresh()
+        front = index.front.records
         if front:
             best = max(front, key=lambda r: r.accuracy or 0.0)
             fast = front[0]
@@ -33,8 +32,7 @@ class Progress:
                 f"fastest={fast.latency_ms:.2f}ms@{100 * (fast.accuracy or 0):.1f}%",
                 refresh=False,
             )
-        finished = [t for t in trials if t.state != TrialState.RUNNING]
-        self.bar.n = min(self.total, budget_used(finished))
+        self.bar.n = min(self.total, index.budget_used(running=False))
         self.bar.refresh()
 
     def close(self) -> None:

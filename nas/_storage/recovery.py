@@ -18,6 +18,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from nas._index import retry_origin
 from nas._record import FAILURE, TrialRecord, retry_attrs
 from nas._storage.storage import MAX_RETRIES, quiet_heartbeat_warnings
 
@@ -31,13 +32,7 @@ UNCLAIMED_AFTER_S = 60.0
 
 def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
     """Numbers of failed trials that another trial retries."""
-    retried = set()
-    for t in trials:
-        # Optuna's RetryFailedTrialCallback records "failed_trial"; nas's own retries retry_of.
-        origin = t.system_attrs.get("failed_trial", TrialRecord.of(t).retry_of)
-        if origin is not None:
-            retried.add(int(origin))
-    return retried
+    return {o for o in map(retry_origin, trials) if o is not None}
 
 
 def budget_used(trials: Sequence[FrozenTrial]) -> int:
@@ -69,17 +64,25 @@ def worker_alive(trial: FrozenTrial) -> bool:
     return worker.get("host") != HOST or _alive(int(worker.get("pid", -1)))
 
 
-def recover_dead_trials(study: optuna.Study, storage: BaseStorage | None) -> list[int]:
+def recover_dead_trials(
+    study: optuna.Study,
+    storage: BaseStorage | None,
+    *,
+    running: Sequence[FrozenTrial] | None = None,
+) -> list[int]:
     """Fail and re-enqueue RUNNING trials whose worker is gone; returns their numbers.
 
     Call it under the gate, so that two workers never recover (and retry) the same trial.
+    ``running``: the study's unfinished trials, if the caller has just read them.
     """
     if storage is None:
         return []
     recovered = []
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     study_id = storage.get_study_id_from_name(study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_alive(t):
+    for t in running:
+        if t.state != TrialState.RUNNING or worker_alive(t):
             continue
         record = TrialRecord.of(t)
         worker = record.worker or {}

@@ -22,9 +22,10 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from nas._index import StudyIndex
 from nas._record import FAILURE, retry_attrs, write_worker
 from nas._storage.gate import Gate
-from nas._storage.recovery import HOST, budget_used, recover_dead_trials
+from nas._storage.recovery import HOST, recover_dead_trials
 from nas._storage.storage import quiet_heartbeat_warnings
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -149,12 +150,14 @@ def _loop(
     while timeout is None or time.monotonic() - start < timeout:
         _INTERRUPTS.check()
         with gate():
-            recover_dead_trials(study, storage)
-            trials = study.get_trials(deepcopy=False)
-            if budget_used(trials) >= n_trials:
+            index = StudyIndex.of(study)
+            index.refresh()
+            if recover_dead_trials(study, storage, running=index.open):
+                index.refresh()
+            if index.budget_used() >= n_trials:
                 return
-            if grid is not None and not any(t.state == TrialState.WAITING for t in trials):
-                point = grid.next_point(trials)
+            if grid is not None and not any(t.state == TrialState.WAITING for t in index.open):
+                point = grid.next_point(study.get_trials(deepcopy=False))
                 if point is None:
                     return
                 study.enqueue_trial(point)
