@@ -69,23 +69,21 @@ def _mbconv(cin: int, cout: int, *, stride: int, kernel: int, expand: float) -> 
     )
 
 
+def _shuffle(cin: int, cout: int, *, stride: int, kernel: int, expand: float) -> nn.Module:
+    return ShuffleUnit(cin, cout, stride=stride, kernel=kernel)
+
+
+def _basic(cin: int, cout: int, *, stride: int, kernel: int, expand: float) -> nn.Module:
+    return BasicBlock(cin, cout, stride=stride)
+
+
 #: The block families, by name: the extension point (see the module docstring).
 BLOCKS: dict[str, BlockFamily] = {
     "mbconv": BlockFamily(
         _mbconv, ("kernel", "expand"), lambda b: b.block[-1][1] if b.use_residual else None
     ),
-    "shuffle": BlockFamily(
-        lambda cin, cout, *, stride, kernel, expand: ShuffleUnit(
-            cin, cout, stride=stride, kernel=kernel
-        ),
-        ("kernel",),
-        lambda b: None,  # concatenation, no residual sum
-    ),
-    "basic": BlockFamily(
-        lambda cin, cout, *, stride, kernel, expand: BasicBlock(cin, cout, stride=stride),
-        (),
-        lambda b: b.bn2,
-    ),
+    "shuffle": BlockFamily(_shuffle, ("kernel",), lambda b: None),  # concatenation: no residual sum
+    "basic": BlockFamily(_basic, (), lambda b: b.bn2),
 }
 STEMS = ("imagenet", "cifar")
 
