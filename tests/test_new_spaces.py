@@ -55,7 +55,7 @@ REFERENCE_GMACS = {
     "resnet34": 3.664,
     "resnet50": 4.089,
     "resnet101": 7.801,
-    "resnet152": 11.513,
+    "resnet152": 11.514,
     "resnext50_32x4d": 4.23,
     "resnext101_32x8d": 16.414,
     "resnext101_64x4d": 15.46,
@@ -108,7 +108,7 @@ def test_zoo_networks_have_the_reference_macs(name: str) -> None:
     model = meta_model(name).eval()
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, 224, 224))
-    assert counter.get_total_flops() / 2e9 == pytest.approx(REFERENCE_GMACS[name], abs=0.0015)
+    assert counter.get_total_flops() / 2e9 == pytest.approx(REFERENCE_GMACS[name], abs=1e-3)
 
 
 @pytest.mark.parametrize(
