@@ -30,6 +30,9 @@ def _search(argv: Sequence[str]) -> int:
 
     from nas._config import CONF_DIR
 
+    missing = _launcher_missing(argv)
+    if missing:
+        return _fail("search", ValueError(missing))
     failed = _preflight(argv)
     if failed is not None:
         return failed
@@ -41,6 +44,48 @@ def _search(argv: Sequence[str]) -> int:
     sys.argv = ["python -m nas search", *argv]
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(task)()
     return status["code"]
+
+
+def _launcher_missing(argv: Sequence[str]) -> str | None:
+    """Why Hydra's submitit launcher, if one is asked for, cannot submit; ``None`` if it can.
+
+    Without the plugin Hydra prints a page about config groups, and without Slurm's commands
+    submitit raises with a traceback; one line says what to do instead.
+    """
+    launcher = next(
+        (a.split("=", 1)[1] for a in argv if a.lstrip("+~").startswith("hydra/launcher=")), ""
+    )
+    if not launcher.startswith("submitit_"):
+        return None
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:
+        return f"hydra/launcher={launcher} needs the submitit launcher: pip install 'nas[slurm]'"
+    if launcher != "submitit_slurm":
+        return None
+    import shutil
+    import subprocess
+
+    missing = [cmd for cmd in ("sbatch", "srun") if not shutil.which(cmd)]
+    if missing:
+        return (
+            f"hydra/launcher=submitit_slurm needs Slurm's {' and '.join(missing)} on PATH "
+            "(submit from a machine of the cluster, e.g. a login node)"
+        )
+    if not shutil.which("scontrol"):
+        return None
+    # sbatch would retry for 10 s, then submitit raises; scontrol retries a missing slurm.conf
+    # for 60 s.
+    try:
+        ping = subprocess.run(
+            ["scontrol", "ping"], capture_output=True, text=True, check=False, timeout=15
+        )
+    except subprocess.TimeoutExpired:
+        return "the Slurm controller does not answer: scontrol ping gave no answer in 15 s"
+    if ping.returncode != 0:
+        answer = ping.stdout.strip() or ping.stderr.strip() or "scontrol ping failed"
+        return f"the Slurm controller does not answer: {answer.splitlines()[0]}"
+    return None
 
 
 def _preflight(argv: Sequence[str]) -> int | None:
