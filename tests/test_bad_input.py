@@ -135,7 +135,7 @@ CASES = [
         ("export", "{bad}/arch.yaml", "--weights", "{bad}/other.pt"),
         "does not fit",
     ),
-    Case("arch_unknown_space", ("export", "{bad}/space.yaml"), "unknown search space 'resnet'"),
+    Case("arch_unknown_space", ("export", "{bad}/space.yaml"), "unknown search space 'no_such_space'"),
     Case("arch_schema", ("show", "{bad}/schema.yaml"), "schema_version 99 is not supported"),
     Case("arch_genotype", ("export", "{bad}/genotype.yaml"), "s1.kernel"),
     Case("arch_missing", ("show", "{bad}/no_such_arch.yaml"), "no such architecture file"),
@@ -177,7 +177,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory, recorded: Path) -> Path:
     (d / "code.yaml").write_text(
         text + f'genotype_hook: !!python/object/apply:os.system ["touch {d / "MARKER"}"]\n'
     )
-    (d / "space.yaml").write_text(text.replace("space: mbconv", "space: resnet"))
+    (d / "space.yaml").write_text(text.replace("space: mbconv", "space: no_such_space"))
     (d / "schema.yaml").write_text(text.replace("schema_version: 1", "schema_version: 99"))
     (d / "genotype.yaml").write_text(text.replace("s1.kernel: 3", "s1.kernel: 4"))
     torch.save({"weight": code}, d / "code.pt")
