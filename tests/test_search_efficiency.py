@@ -47,3 +47,30 @@ def test_the_area_counts_only_networks_above_the_floor():
     b = bench()
     assert b.area([(95.0, 1.0), (89.0, 0.5)], (90.0, 2.0)) == pytest.approx(5.0)
     assert nas.hypervolume([], 1.0) == 0.0
+
+
+@needs_nb201
+def test_early_stopping_leaves_a_random_search_unchanged_and_costs_fewer_epochs():
+    # Random sampling ignores what it is told, so with and without early stopping it draws the
+    # same networks: the stop rule may only leave fronts members out and must save epochs.
+    b = bench()
+    nb = b.nb201("raspi4")
+    refs = b.references(nb.values, 90.0)
+    truth = b.true_areas(nb.values, refs)
+    off = b.run("random", 0, nb, refs, truth, evals=60, max_trials=1000)
+    on = b.run("random", 0, nb, refs, truth, evals=60, max_trials=1000, early_stop=True)
+    assert off["trials"] == on["trials"] and on["stopped"] > 0 and off["stopped"] == 0
+    assert off["epochs"][-1] == 60 * 200
+    assert on["epochs"][-1] == (60 - on["stopped"]) * 200 + on["stopped"] * 12
+    assert all(a >= b_ for a, b_ in zip(off["ratio"]["headline"], on["ratio"]["headline"]))
+
+
+@needs_nb201
+def test_the_default_sampler_is_the_projects_config():
+    b = bench()
+    assert b.sampler_options("default") == dict(nas.compose([]).sampler)
+    assert b.sampler_options("tpe:multivariate=true,n_startup_trials=16") == {
+        "name": "tpe",
+        "multivariate": True,
+        "n_startup_trials": 16,
+    }

@@ -1,35 +1,52 @@
-"""Samplers on NAS-Bench-201's table: hypervolume found against the true front's, per evaluation.
+"""Samplers on benchmark tables: hypervolume found against the true front's, per evaluation.
 
-    python experiments/search_efficiency/bench.py --device raspi4 --seeds 10 --evals 1000 \\
-        --samplers default nsga2 random --out experiments/search_efficiency/results/raspi4.jsonl
+    python experiments/search_efficiency/bench.py --bench nb201 --device raspi4 --seeds 20 \\
+        --samplers default nsga2 tpe nsga3 random \\
+        --out experiments/search_efficiency/results/nb201_raspi4.jsonl
+    python experiments/search_efficiency/bench.py --bench macro --seeds 20 \\
+        --out experiments/search_efficiency/results/macro_cpu.jsonl
 
-Each run is a plain Optuna ask/tell loop over the ``nb201`` space with the table's values
-(``nas.read_table``: the 200-epoch CIFAR-10 accuracy, and the latency measured on ``--device``),
-the same values ``conf=nb201_table`` reads, without the framework's per-trial profiling. A
-network whose identity (isomorphism class) was evaluated before costs nothing: it is told the
-same values and does not count. After 10, 20, ... distinct evaluations the run records the
-hypervolume of what it found divided by the true front's (every class of the table), for two
-reference points:
+Each run is an Optuna ask/tell loop over the benchmark's space with the table's values, the
+sampler made by ``nas.make_sampler`` exactly as ``python -m nas search`` makes it:
+
+- ``nb201``: the ``nb201`` space; NAS-Bench-201's 200-epoch CIFAR-10 accuracy and the latency
+  measured on ``--device`` (``nas.read_table``, the values ``conf=nb201_table`` reads);
+- ``macro``: the ``nas_bench_macro`` space; NAS-Bench-Macro's mean accuracy over its three
+  seeds, and the latency of each network measured on this CPU (``macro_latency.py``).
+
+A network whose identity (isomorphism class, canonical key) was evaluated before costs nothing:
+it is told the same values and does not count. After 10, 20, ... distinct evaluations the run
+records the hypervolume of what it found divided by the true front's (every network of the
+table), for two reference points:
 
 - ``headline``: accuracy floor ``--floor`` (90%: the region practitioners care about) and, as
   the latency reference, the slowest latency among the networks above the floor;
 - ``table``: the table's worst accuracy and worst latency (every sampler looks perfect here).
 
-One JSON line per (sampler, seed); a rerun skips those already in ``--out``. ``summary.py``
-turns them into the median evaluations to 95% and 99% and the plot.
+``--early-stop`` applies the framework's rule (``nas.DominanceStopper`` with the config's
+``search.early_stop``) to NAS-Bench-201's 12-epoch accuracy, as ``conf=nb201_table`` does: a
+network stopped there costs 12 epochs instead of 200, is told to the sampler as pruned, and is
+not on the found front. Every row records the epochs spent at each checkpoint.
 
-Samplers: ``default`` is what ``python -m nas search`` uses (``conf/sampler/nsga2.yaml``:
-NSGA-II, population 8); ``nsga2``, ``tpe``, ``nsga3`` and ``random`` are Optuna's with their
-own defaults.
+Samplers: ``default`` is the project's (``conf/sampler`` of the primary config); ``nsga2``,
+``tpe``, ``nsga3`` and ``random`` are Optuna's with Optuna's own defaults; ``NAME:key=value,...``
+sets options (``tpe:multivariate=true,n_startup_trials=16``). One JSON line per (sampler, seed,
+early stopping); a rerun skips those already in ``--out``. ``summary.py`` turns them into the
+tables and plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
 import json
+import math
+import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
@@ -38,15 +55,55 @@ import nas
 from nas.space import make_space
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201.csv.gz"
-ACCURACY = "c10_test_acc_200ep"
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+NB201 = DATA / "nb201" / "nb201.csv.gz"
+MACRO = DATA / "nas_bench_macro" / "nas-bench-macro_cifar10.json.gz"
+MACRO_LATENCY = ROOT / "experiments" / "search_efficiency" / "results" / "macro_latency.csv"
 CHECKPOINTS = 10
 
 
-def values(device: str, table: Path = TABLE) -> dict[str, tuple[float, float]]:
-    """(accuracy %, latency ms) of every isomorphism class of the table."""
+@dataclass
+class Bench:
+    """A tabular benchmark: (accuracy %, latency ms) of every network, by identity."""
+
+    space: str
+    values: dict[str, tuple[float, float]]
+    partial: dict[str, float] | None = None  # a shorter training's accuracy %, by identity
+    epochs: int = 200
+    partial_epochs: int = 12
+
+
+def nb201(device: str, table: Path = NB201) -> Bench:
+    """NAS-Bench-201 on one of its devices (6,466 isomorphism classes)."""
     rows = nas.read_table(str(table), "unique_str")
-    return {k: (r[ACCURACY], r[f"lat_ms_{device}"]) for k, r in rows.items()}
+    column = f"lat_ms_{device}"
+    if column not in next(iter(rows.values())):
+        raise SystemExit(f"bench.py: NAS-Bench-201 has no device {device!r}")
+    return Bench(
+        space="nb201",
+        values={k: (r["c10_test_acc_200ep"], r[column]) for k, r in rows.items()},
+        partial={k: r["c10_test_acc_12ep_1seed"] for k, r in rows.items()},
+    )
+
+
+def macro(latency: Path = MACRO_LATENCY, table: Path = MACRO) -> Bench:
+    """NAS-Bench-Macro with this CPU's latency (3,969 distinct networks; no partial curve)."""
+    from search_spaces.nas_bench_macro import canonical
+
+    with gzip.open(table) as fh:
+        accuracy = {canonical(k): v["mean_acc"] for k, v in json.loads(fh.read()).items()}
+    with latency.open() as fh:
+        lat = {r["key"]: float(r["lat_ms"]) for r in csv.DictReader(fh)}
+    missing = sorted(set(accuracy) - set(lat))
+    if missing:
+        raise SystemExit(f"bench.py: {latency} lacks {len(missing)} networks, e.g. {missing[0]}")
+    return Bench(space="nas_bench_macro", values={k: (accuracy[k], lat[k]) for k in accuracy})
+
+
+def values(device: str, table: Path = NB201) -> dict[str, tuple[float, float]]:
+    """(accuracy %, latency ms) of every isomorphism class of NAS-Bench-201 on ``device``."""
+    return nb201(device, table).values
 
 
 def references(
@@ -81,96 +138,166 @@ def true_areas(
     return {name: area(list(table.values()), ref) for name, ref in refs.items()}
 
 
-def sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def sampler_options(name: str) -> dict[str, Any]:
+    """The ``sampler`` config of a name: ``default``, an Optuna sampler, or ``NAME:k=v,...``."""
     if name == "default":
-        options = OmegaConf.to_container(nas.compose([]).sampler, resolve=True)
-        assert options.pop("name") == "nsga2"
-        return optuna.samplers.NSGAIISampler(seed=seed, **options)
-    makers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "nsga3": lambda: optuna.samplers.NSGAIIISampler(seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-    }
-    return makers[name]()
+        return OmegaConf.to_container(nas.compose([]).sampler, resolve=True)  # type: ignore[return-value]
+    base, _, extra = name.partition(":")
+    options: dict[str, Any] = {"name": base}
+    for pair in filter(None, extra.split(",")):
+        key, _, value = pair.partition("=")
+        options[key] = json.loads(value)
+    return options
+
+
+def early_stop_config() -> nas.EarlyStopConfig:
+    """The framework's default early-stopping settings (``search.early_stop``)."""
+    options = OmegaConf.to_container(nas.compose([]).search.early_stop, resolve=True)
+    return nas.EarlyStopConfig(**options | {"enabled": True})  # type: ignore[operator]
 
 
 def run(
     name: str,
     seed: int,
-    table: dict[str, tuple[float, float]],
+    bench: Bench | dict[str, tuple[float, float]],
     refs: dict[str, tuple[float, float]],
     truth: dict[str, float],
     *,
     evals: int,
     max_trials: int,
-) -> dict:
-    """One search: the hypervolume ratios after every CHECKPOINTS distinct evaluations."""
-    space = make_space("nb201")
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler(name, seed))
-    seen: dict[str, tuple[float, float]] = {}
+    early_stop: bool = False,
+    duplicates: str = "same",
+) -> dict[str, Any]:
+    """One search: the hypervolume ratios after every CHECKPOINTS distinct evaluations.
+
+    ``duplicates``: what a network evaluated before tells the sampler: ``same`` (its values
+    again) or ``pruned``.
+    """
+    if not isinstance(bench, Bench):
+        bench = Bench(space="nb201", values=bench)
+    if early_stop and bench.partial is None:
+        raise ValueError("early stopping needs the benchmark's partial (shorter) training")
+    space = make_space(bench.space)
+    options = sampler_options(name)
+    sampler = nas.make_sampler(options, seed=seed, constrained=False)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    stopper = nas.DominanceStopper(early_stop_config()) if early_stop else None
+    seen: dict[str, tuple[float, float] | None] = {}  # None: stopped early
+    finished: list[nas.TrialRecord] = []
+    found: list[tuple[float, float]] = []
     curve: dict[str, list[float]] = {k: [] for k in refs}
+    epochs_at: list[int] = []
+    trials_at: list[int] = []
+    epochs = 0
     start, trials = time.process_time(), 0
     while len(seen) < evals and trials < max_trials:
         trial = study.ask()
         trials += 1
         key = space.identity(space.sample(trial))
         fresh = key not in seen
-        seen.setdefault(key, table[key])
-        study.tell(trial, list(seen[key]))
-        if fresh and len(seen) % CHECKPOINTS == 0:
-            found = list(seen.values())
-            for ref_name, ref in refs.items():
-                curve[ref_name].append(area(found, ref) / truth[ref_name])
+        if fresh:
+            acc, lat = bench.values[key]
+            stop = None
+            if stopper is not None:
+                rule = stopper.rule(finished, latency_ms=lat)
+                partial = bench.partial[key] / 100  # type: ignore[index]
+                stop = rule(1, partial) if rule is not None else None
+            if stop is None:
+                seen[key] = (acc, lat)
+                found.append((acc, lat))
+                epochs += bench.epochs
+                curve_points = [] if bench.partial is None else [bench.partial[key] / 100]
+                finished.append(
+                    nas.TrialRecord(
+                        trial=trial.number,
+                        state="COMPLETE",
+                        accuracy=acc / 100,
+                        latency_ms=lat,
+                        curve=[*curve_points, acc / 100],
+                    )
+                )
+            else:
+                seen[key] = None
+                epochs += bench.partial_epochs
+            if len(seen) % CHECKPOINTS == 0:
+                for ref_name, ref in refs.items():
+                    curve[ref_name].append(area(found, ref) / truth[ref_name])
+                epochs_at.append(epochs)
+                trials_at.append(trials)
+        told = seen[key]
+        if told is None or (duplicates == "pruned" and not fresh):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, list(told))
     return {
         "sampler": name,
+        "options": options,
         "seed": seed,
+        "early_stop": early_stop,
+        "duplicates": duplicates,
         "distinct": len(seen),
+        "stopped": sum(v is None for v in seen.values()),
         "trials": trials,
         "every": CHECKPOINTS,
         "ratio": curve,
+        "epochs": epochs_at,
+        "trials_at": trials_at,
         "cpu_seconds": time.process_time() - start,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="raspi4")
+    parser.add_argument("--bench", choices=("nb201", "macro"), default="nb201")
+    parser.add_argument("--device", default="raspi4", help="nb201: the benchmark's device")
     parser.add_argument("--samplers", nargs="+", default=["default", "nsga2", "random"])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--evals", type=int, default=1000, help="distinct evaluations per run")
     parser.add_argument("--max-trials", type=int, default=20000, help="asks per run at most")
     parser.add_argument("--floor", type=float, default=90.0, help="headline accuracy floor %%")
+    parser.add_argument("--early-stop", choices=("off", "on", "both"), default="off")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    table = values(args.device)
-    refs = references(table, args.floor)
-    truth = true_areas(table, refs)
+    bench = nb201(args.device) if args.bench == "nb201" else macro()
+    device = args.device if args.bench == "nb201" else "cpu"
+    refs = references(bench.values, args.floor)
+    truth = true_areas(bench.values, refs)
     done = set()
     if args.out.exists():
         rows = (json.loads(line) for line in args.out.read_text().splitlines() if line)
-        done = {(r["sampler"], r["seed"]) for r in rows}
+        done = {(r["sampler"], r["seed"], r.get("early_stop", False)) for r in rows}
+    stops = {"off": [False], "on": [True], "both": [False, True]}[args.early_stop]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as fh:
         for name in args.samplers:
-            for seed in range(args.seeds):
-                if (name, seed) in done:
-                    continue
-                row = run(
-                    name, seed, table, refs, truth, evals=args.evals, max_trials=args.max_trials
-                )
-                row.update(device=args.device, floor=args.floor, references=refs)
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
-                last = row["ratio"]["headline"][-1] if row["ratio"]["headline"] else 0.0
-                print(
-                    f"{args.device} {name} seed {seed}: {row['distinct']} distinct in "
-                    f"{row['trials']} trials, headline ratio {last:.3f} "
-                    f"({row['cpu_seconds']:.0f} s CPU)",
-                    flush=True,
-                )
+            for early_stop in stops:
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    if (name, seed, early_stop) in done:
+                        continue
+                    row = run(
+                        name,
+                        seed,
+                        bench,
+                        refs,
+                        truth,
+                        evals=args.evals,
+                        max_trials=args.max_trials,
+                        early_stop=early_stop,
+                    )
+                    row.update(bench=args.bench, device=device, floor=args.floor, references=refs)
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+                    last = row["ratio"]["headline"][-1] if row["ratio"]["headline"] else math.nan
+                    print(
+                        f"{args.bench} {device} {name} seed {seed} early_stop={early_stop}: "
+                        f"{row['distinct']} distinct ({row['stopped']} stopped) in "
+                        f"{row['trials']} trials, headline ratio {last:.3f} "
+                        f"({row['cpu_seconds']:.0f} s CPU)",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

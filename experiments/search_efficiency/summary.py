@@ -1,12 +1,15 @@
-"""Median evaluations to 95% and 99% of the true hypervolume, per sampler, and the plot.
+"""Tables and plots of ``bench.py``'s runs: evaluations (and epochs) to 95% and 99% of the truth.
 
     python experiments/search_efficiency/summary.py experiments/search_efficiency/results/*.jsonl
 
-For each device and sampler: the median (over seeds) number of distinct evaluations after which
-the found front's hypervolume reaches 95% and 99% of the true front's (">N" when fewer than
-half of the seeds got there), and the median ratio after 100, 300 and 1,000. Writes
-``<device>.png`` beside each results file: the median ratio against distinct evaluations, with
-the interquartile band, per sampler (headline reference point).
+For each benchmark, device and sampler: the median (over seeds) number of distinct evaluations
+after which the found front's hypervolume reaches 95% and 99% of the true front's (">N" when
+the median run did not within N), the median ratio after 100, 300 and 1,000, and the asks per
+distinct network (the duplicates a sampler proposes cost nothing but a trial). With early
+stopping, the same in epochs of training (a network stopped after the 12-epoch value costs 12,
+one trained in full 200). Writes ``<bench>_<device>.png`` (median and interquartile band per
+sampler against distinct evaluations) and ``<bench>_<device>_early_stop.png`` (against epochs)
+into the results folder, and prints the tables as Markdown.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,52 +26,167 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def evals_to(curve: list[float], every: int, target: float) -> float:
-    for i, r in enumerate(curve):
-        if r >= target:
-            return (i + 1) * every
-    return float("inf")
+TARGETS = (0.95, 0.99)
 
 
-def main(paths: list[str], figure: str = "headline") -> None:
-    print(f"Reference: {figure}")
-    print("| device | sampler | seeds | evals to 95% | evals to 99% | ratio @100 | @300 | @1000 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+def first_reach(curve: list[float], xs: list[float], target: float) -> float:
+    """The first x at which the curve reaches the target (infinity if it never does)."""
+    return next((x for r, x in zip(curve, xs, strict=False) if r >= target), float("inf"))
+
+
+def median_reach(runs: list[dict[str, Any]], target: float, x: str, figure: str) -> float:
+    hits = [first_reach(r["ratio"][figure], xs(r, x), target) for r in runs]
+    return float(np.median(hits))
+
+
+def xs(run: dict[str, Any], x: str) -> list[float]:
+    if x == "evals":
+        return [run["every"] * (i + 1) for i in range(len(run["ratio"]["headline"]))]
+    return run[x]
+
+
+def fmt(value: float, limit: float) -> str:
+    return f"{value:,.0f}" if np.isfinite(value) else f">{limit:,.0f}"
+
+
+def load(paths: list[str]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for path in paths:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
-        by: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            by[r["sampler"]].append(r)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, runs in by.items():
-            every = runs[0]["every"]
-            n = min(len(r["ratio"][figure]) for r in runs)
-            curves = np.array([r["ratio"][figure][:n] for r in runs])
-            x = every * np.arange(1, n + 1)
-            med = np.median(curves, axis=0)
-            lo, hi = np.percentile(curves, [25, 75], axis=0)
-            ax.plot(x, med, label=name)
-            ax.fill_between(x, lo, hi, alpha=0.2)
-            cells = []
-            for target in (0.95, 0.99):
-                hits = sorted(evals_to(r["ratio"][figure], every, target) for r in runs)
-                m = float(np.median(hits))
-                cells.append(f"{m:.0f}" if np.isfinite(m) else f">{n * every}")
+        for line in Path(path).read_text().splitlines():
+            if line:
+                r = json.loads(line)
+                groups[(r.get("bench", "nb201"), r["device"])].append(r)
+    return groups
+
+
+def by_sampler(runs: list[dict[str, Any]], early_stop: bool) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        if r.get("early_stop", False) == early_stop:
+            out[r["sampler"]].append(r)
+    return out
+
+
+def curves(runs: list[dict[str, Any]], figure: str) -> np.ndarray:
+    n = min(len(r["ratio"][figure]) for r in runs)
+    return np.array([r["ratio"][figure][:n] for r in runs])
+
+
+def table(groups: dict[tuple[str, str], list[dict[str, Any]]], figure: str) -> list[str]:
+    lines = [
+        "| benchmark | device | sampler | seeds | evals to 95% | evals to 99% | ratio @100 | @300 "
+        "| @1000 | asks per distinct |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (bench, device), runs in groups.items():
+        for name, mine in by_sampler(runs, False).items():
+            c = curves(mine, figure)
+            n = c.shape[1] * mine[0]["every"]
+            med = np.median(c, axis=0)
+            reach = [fmt(median_reach(mine, t, "evals", figure), n) for t in TARGETS]
             at = [
-                f"{med[k // every - 1]:.3f}" if k // every <= n else "-" for k in (100, 300, 1000)
+                f"{med[k // 10 - 1]:.3f}" if k // 10 <= len(med) else "-" for k in (100, 300, 1000)
             ]
-            device = runs[0]["device"]
-            print(f"| {device} | {name} | {len(runs)} | {' | '.join(cells)} | {' | '.join(at)} |")
-        ax.set_xscale("log")
-        ax.set_xlabel("distinct networks evaluated")
-        ax.set_ylabel("hypervolume / true front's")
-        ax.set_title(f"NAS-Bench-201, {rows[0]['device']}, floor {rows[0]['floor']:.0f}%")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(Path(path).with_suffix(".png"), dpi=120)
-        plt.close(fig)
+            asks = np.median([r["trials"] / r["distinct"] for r in mine])
+            lines.append(
+                f"| {bench} | {device} | {name} | {len(mine)} | {' | '.join(reach)} | "
+                f"{' | '.join(at)} | {asks:.1f} |"
+            )
+    return lines
+
+
+def early_stop_table(groups: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
+    lines = [
+        "| benchmark | device | sampler | seeds | epochs to 95%, off | on | ratio | epochs to 99%, "
+        "off | on | ratio | stopped (on) | final ratio off | on |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (bench, device), runs in groups.items():
+        on = by_sampler(runs, True)
+        off = by_sampler(runs, False)
+        for name in on:
+            if name not in off:
+                continue
+            a, b = off[name], on[name]
+            cells = []
+            for t in TARGETS:
+                e_off = median_reach(a, t, "epochs", "headline")
+                e_on = median_reach(b, t, "epochs", "headline")
+                ratio = e_off / e_on if np.isfinite(e_off) and np.isfinite(e_on) else float("nan")
+                limit = max(r["epochs"][-1] for r in a + b)
+                cells += [fmt(e_off, limit), fmt(e_on, limit), f"{ratio:.2f}"]
+            stopped = np.median([r["stopped"] / r["distinct"] for r in b])
+            final = [np.median([r["ratio"]["headline"][-1] for r in x]) for x in (a, b)]
+            lines.append(
+                f"| {bench} | {device} | {name} | {min(len(a), len(b))} | {' | '.join(cells)} | "
+                f"{100 * stopped:.0f}% | {final[0]:.3f} | {final[1]:.3f} |"
+            )
+    return lines
+
+
+def plot(bench: str, device: str, runs: list[dict[str, Any]], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, mine in sorted(by_sampler(runs, False).items()):
+        c = curves(mine, "headline")
+        x = mine[0]["every"] * np.arange(1, c.shape[1] + 1)
+        lo, med, hi = np.percentile(c, [25, 50, 75], axis=0)
+        ax.plot(x, med, label=f"{name} ({len(mine)} seeds)")
+        ax.fill_between(x, lo, hi, alpha=0.2)
+    ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.99, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_ylim(0.5, 1.005)
+    ax.set_xlabel("distinct networks evaluated")
+    ax.set_ylabel("hypervolume / true front's")
+    floor = runs[0]["floor"]
+    ax.set_title(f"{bench}, {device}: accuracy floor {floor:.0f}%, median and IQR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"{bench}_{device}.png", dpi=120)
+    plt.close(fig)
+
+    on, off = by_sampler(runs, True), by_sampler(runs, False)
+    if not on:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in sorted(on):
+        for label, mine in ((f"{name}, stopping off", off.get(name)), (f"{name}, on", on[name])):
+            if not mine:
+                continue
+            n = min(len(r["epochs"]) for r in mine)
+            grid = np.linspace(0, min(r["epochs"][n - 1] for r in mine), 200)[1:]
+            interp = np.array(
+                [np.interp(grid, r["epochs"][:n], r["ratio"]["headline"][:n], left=0) for r in mine]
+            )
+            lo, med, hi = np.percentile(interp, [25, 50, 75], axis=0)
+            ax.plot(grid, med, label=label)
+            ax.fill_between(grid, lo, hi, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_ylim(0.5, 1.005)
+    ax.set_xlabel("epochs of training spent")
+    ax.set_ylabel("hypervolume / true front's")
+    ax.set_title(f"{bench}, {device}: early stopping on the 12-epoch accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"{bench}_{device}_early_stop.png", dpi=120)
+    plt.close(fig)
+
+
+def main(paths: list[str]) -> None:
+    groups = load(paths)
+    out = Path(paths[0]).parent
+    print("Headline reference (accuracy floor, slowest network above it):\n")
+    print("\n".join(table(groups, "headline")))
+    print("\nThe table's worst accuracy and latency as the reference:\n")
+    print("\n".join(table(groups, "table")))
+    lines = early_stop_table(groups)
+    if len(lines) > 2:
+        print("\nEarly stopping on the 12-epoch accuracy (headline reference), cost in epochs:\n")
+        print("\n".join(lines))
+    for (bench, device), runs in groups.items():
+        plot(bench, device, runs, out)
 
 
 if __name__ == "__main__":
