@@ -62,7 +62,8 @@ def test_early_stopping_leaves_a_random_search_unchanged_and_costs_fewer_epochs(
     assert off["trials"] == on["trials"] and on["stopped"] > 0 and off["stopped"] == 0
     assert off["epochs"][-1] == 60 * 200
     assert on["epochs"][-1] == (60 - on["stopped"]) * 200 + on["stopped"] * 12
-    assert all(a >= b_ for a, b_ in zip(off["ratio"]["headline"], on["ratio"]["headline"]))
+    pairs = zip(off["ratio"]["headline"], on["ratio"]["headline"], strict=True)
+    assert all(a >= b_ for a, b_ in pairs)
 
 
 @needs_nb201
