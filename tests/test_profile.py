@@ -73,9 +73,10 @@ def test_small_network_by_hand() -> None:
 def test_profile_leaves_the_model_untouched(make_small_space) -> None:
     space = make_small_space("inception")
     model = space.build(space.random_genotype(0), num_classes=10).train()
+    frozen = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d)).eval()
     before = copy.deepcopy(model.state_dict())
     nas.profile(model, resolution=32)
-    assert model.training
+    assert model.training and not frozen.training  # every module's flag as it was
     after = model.state_dict()
     assert list(after) == list(before)  # thop's total_ops / total_params buffers not added
     assert all(torch.equal(after[k], before[k]) for k in before)  # BN running stats unchanged

@@ -1,4 +1,4 @@
-"""Parameters and MACs: thop on a deep copy, cross-checked with ``torch.utils.flop_counter``."""
+"""Parameters and MACs: thop, cross-checked with ``torch.utils.flop_counter``."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ class Profile:
 def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profile:
     """Count a model's parameters and MACs at ``resolution`` (batch 1, eval mode).
 
-    thop registers buffers and hooks on the module it profiles, so it runs on a deep copy and
-    the caller's model is left untouched.
+    The model is left as it was: thop's hooks and the ``total_ops`` / ``total_params`` buffers
+    it leaves on modules it has no rule for are removed, and every module's training flag is
+    restored. (Profiling deep copies instead cost two thirds of a table-backed search's time.)
 
     Example:
         >>> import nas
@@ -48,18 +49,34 @@ def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profi
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
     params = sum(p.numel() for p in model.parameters())
-    clone = copy.deepcopy(model).cpu().eval()
-    x = torch.zeros(1, in_channels, resolution, resolution)
+    modules = list(model.modules())
+    if any(name in m._buffers for m in modules for name in _THOP_BUFFERS):
+        model = copy.deepcopy(model)  # buffers of thop's names of its own: leave them alone
+        modules = list(model.modules())
+    training = [m.training for m in modules]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(1, in_channels, resolution, resolution, device=device)
     from thop import profile as thop_profile  # import here: thop prints on import-time paths
 
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-        macs, _ = thop_profile(clone, inputs=(x,), verbose=False)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        copy.deepcopy(model).cpu().eval()(x)
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            macs, _ = thop_profile(model, inputs=(x,), verbose=False)
+        counter = FlopCounterMode(display=False)
+        model.eval()
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        for m, flag in zip(modules, training, strict=True):
+            m.training = flag
+            for name in _THOP_BUFFERS:
+                m._buffers.pop(name, None)
     return Profile(
         params=params,
         macs=int(macs),
         conv_linear_macs=int(counter.get_total_flops() // 2),
         resolution=resolution,
     )
+
+
+#: The buffers thop registers on every leaf module it visits.
+_THOP_BUFFERS = ("total_ops", "total_params")
