@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import os
 import warnings
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._measure.onnx import ONNX_PACKAGES, write_onnx
 from nas._spaces.arch import as_arch
 from nas._spaces.build import ArchLike, load_model
 
@@ -27,8 +27,6 @@ EXPORT_FORMATS: dict[str, str] = {
     "onnx": ".onnx",
     "pt2": ".pt2",
 }
-#: Packages ``torch.onnx.export`` needs (its default, ``torch.export``-based exporter).
-ONNX_PACKAGES = ("onnx", "onnxscript")
 
 
 def export_model(
@@ -41,7 +39,9 @@ def export_model(
 ) -> Path:
     """Write a deployable file of an architecture's network (eval mode, batch size free).
 
-    The network is traced at the architecture's resolution. The file is written under a
+    The network is written in its inference form: eval mode, every reparameterisable block
+    (``nas.space.RepConvBNAct``) folded into one conv (weights are loaded first, into the
+    training form). It is traced at the architecture's resolution. The file is written under a
     temporary name, reloaded and compared with the module on a fresh input (ONNX: with
     onnxruntime when it is installed, else the ONNX checker), and only then renamed into
     place, so a failed export leaves no file behind.
@@ -86,7 +86,7 @@ def export_model(
         if missing:
             raise ImportError(f'ONNX export needs {" and ".join(missing)}: pip install "nas[onnx]"')
     record = as_arch(arch)
-    model = load_model(arch, weights=weights).eval()  # type: ignore[arg-type]
+    model = load_model(arch, weights=weights, fused=True)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(0)
     size = (3, record.resolution, record.resolution)
     # Batch 2 for tracing: torch.export specialises a dimension of size 1 to a constant.
@@ -127,25 +127,7 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> N
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    # One self-contained file (no external-data side file); the exporter's progress lines and
-    # warnings about optional torchvision ops are silenced.
-    with (
-        torch.no_grad(),
-        contextlib.redirect_stdout(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,
-            external_data=False,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes=_batch_dim(),
-            verbose=False,
-        )
+    write_onnx(model, example, path, dynamic_batch=True)
 
 
 def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -21,6 +21,10 @@ recorded when the space is made, so an architecture file rebuilds the same space
 and the reports all read the declared choices. ``search_spaces/tiny_cnn.py`` is a complete
 example in under 80 lines.
 
+A block with a ``reparameterize()`` method (:class:`RepConvBNAct`: branches in training, one
+conv for inference) is folded by :func:`reparameterize` wherever the deployed form counts:
+latency, export and ``nas.build_model(..., fused=True)``.
+
 A network may declare ``total_stride``, ``latency_units()`` and ``layer_table(resolution)``
 (:class:`Network`): the framework then refuses too small resolutions up front, can use the
 latency lookup table, and ``nas show`` prints its layer table.
@@ -34,6 +38,7 @@ from nas._models.blocks import (
     InceptionAux,
     InceptionModule,
     MBConv,
+    RepConvBNAct,
     SqueezeExcite,
     StochasticDepth,
     make_activation,
@@ -60,7 +65,7 @@ from nas._scaling.compound import (
 )
 from nas._spaces.arch import Arch, Genotype, Primitive, as_arch
 from nas._spaces.base import Choice, SearchSpace, stage_lists
-from nas._spaces.build import build_model, space_of
+from nas._spaces.build import build_model, reparameterize, space_of
 from nas._spaces.registry import available_spaces, get_space, make_space, register_space
 
 __all__ = [
@@ -84,6 +89,7 @@ __all__ = [
     "Network",
     "Point",
     "Primitive",
+    "RepConvBNAct",
     "SearchSpace",
     "SqueezeExcite",
     "StageConfig",
@@ -99,6 +105,7 @@ __all__ = [
     "make_space",
     "n_params",
     "register_space",
+    "reparameterize",
     "round_channels",
     "round_layers",
     "round_resolution",

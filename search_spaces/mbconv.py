@@ -2,7 +2,9 @@
 
 Every stage ``i`` (1-based, rows of the base stage table) has the choices ``s{i}.kernel``,
 ``s{i}.expand`` and ``s{i}.se`` (SE ratio, 0 = off); ``layers`` and ``out`` (per-stage lists)
-add ``s{i}.layers`` and ``s{i}.out``; a list of activations adds ``act``.
+add ``s{i}.layers`` and ``s{i}.out``; a list of activations adds ``act``; ``rep: [false, true]``
+adds ``s{i}.rep``, a stage of reparameterisable blocks (MobileOne's depthwise conv: kxk, 1x1
+and BN-identity branches in training, one kxk conv for inference: ``nas.space.RepConvBNAct``).
 
 Known points (see ``tests/test_spaces.py``):
 
@@ -51,6 +53,9 @@ class MBConvSpace(SearchSpace):
         layers: ``None`` (the table's) or one list of layer-count choices per stage.
         out: ``None`` (the table's) or one list of output-width choices per stage.
         activation: one activation name (fixed), or a list of them (a choice ``act``).
+        rep: whether stages use reparameterisable depthwise convs: ``[false]`` (default),
+            ``[true]`` (every stage) or ``[false, true]`` (a choice ``s{i}.rep`` per stage).
+            Latency, export and ``nas.build_model(..., fused=True)`` use the folded form.
         width_mult: width multiplier applied to every channel count (rounded to 8).
         depth_mult: depth multiplier applied to every stage's layers (ceiling).
         stem_channels: stem width before ``width_mult``.
@@ -75,6 +80,7 @@ class MBConvSpace(SearchSpace):
         layers: Sequence[Sequence[int]] | None = None,
         out: Sequence[Sequence[int]] | None = None,
         activation: str | Sequence[str] = "silu",
+        rep: Sequence[bool] = (False,),
         width_mult: float = 1.0,
         depth_mult: float = 1.0,
         stem_channels: int = 32,
@@ -95,6 +101,10 @@ class MBConvSpace(SearchSpace):
                 raise ValueError(
                     f"space option {key} must be a non-empty subset of {list(allowed)}"
                 )
+        if not rep or any(not isinstance(r, bool) for r in rep) or len(set(rep)) < len(rep):
+            raise ValueError(
+                f"space option rep must be [false], [true] or [false, true], got {rep!r}"
+            )
         if width_mult <= 0 or depth_mult <= 0:
             raise ValueError("width_mult and depth_mult must be > 0")
         acts = [activation] if isinstance(activation, str) else list(activation)
@@ -108,6 +118,7 @@ class MBConvSpace(SearchSpace):
         self.head_channels = head_channels
         self.dropout = dropout
         self.stochastic_depth = stochastic_depth
+        self.rep = bool(rep[0]) if len(rep) == 1 else None
         layer_rows = stage_lists(layers, key="layers", length=n)
         out_rows = stage_lists(out, key="out", length=n)
         for i in range(1, n + 1):
@@ -120,6 +131,8 @@ class MBConvSpace(SearchSpace):
                 self.declare(Choice(f"s{i}.layers", tuple(int(v) for v in layer_rows[i - 1])))
             if out_rows is not None:
                 self.declare(Choice(f"s{i}.out", tuple(int(v) for v in out_rows[i - 1])))
+            if self.rep is None:
+                self.declare(Choice(f"s{i}.rep", tuple(rep)))
         if not isinstance(activation, str):
             self.declare(Choice("act", tuple(acts)))
 
@@ -138,6 +151,7 @@ class MBConvSpace(SearchSpace):
                     out_channels=cout,
                     layers=int(genotype.get(f"s{i}.layers", base.layers)),
                     se_ratio=float(genotype[f"s{i}.se"]),
+                    rep=bool(genotype.get(f"s{i}.rep", self.rep)),
                 )
             )
             cin = cout
@@ -157,9 +171,13 @@ class MBConvSpace(SearchSpace):
 
     def identity(self, genotype: Mapping[str, Primitive]) -> str:
         """The built network: rounded stage table, stem/head widths, activation, resolution."""
+        stages = [asdict(s) for s in self.stage_configs(genotype)]
+        for stage in stages:
+            if not stage["rep"]:  # as before rep existed: old studies keep their identities
+                del stage["rep"]
         return json.dumps(
             {
-                "stages": [asdict(s) for s in self.stage_configs(genotype)],
+                "stages": stages,
                 "stem": round_channels(self.stem_channels, self.width_mult),
                 "head": round_channels(self.head_channels, self.width_mult),
                 "act": genotype.get("act", self.activation),
@@ -174,7 +192,8 @@ class MBConvSpace(SearchSpace):
         parts = []
         for i in range(1, len(self.stages) + 1):
             se = "se" if float(genotype[f"s{i}.se"]) > 0 else ""
-            part = f"k{genotype[f's{i}.kernel']}e{genotype[f's{i}.expand']}{se}"
+            rep = "rep" if genotype.get(f"s{i}.rep", self.rep) else ""
+            part = f"{rep}k{genotype[f's{i}.kernel']}e{genotype[f's{i}.expand']}{se}"
             if f"s{i}.layers" in genotype:
                 part += f"x{genotype[f's{i}.layers']}"
             if f"s{i}.out" in genotype:

@@ -9,12 +9,12 @@ stage's stride and changes the width (a shuffle unit then runs both of its branc
 block projects its shortcut); stem: a 3x3 conv; head: 1x1 conv, pool, linear.
 
 Families: ``mbconv`` (MobileNetV2's inverted bottleneck, ReLU6, no SE: ``nas.space.MBConv``),
-``shuffle`` (``search_spaces.shufflenet_v2.ShuffleUnit``) and ``basic``
-(``search_spaces.resnet.BasicBlock``). **Extension point**: :data:`BLOCKS` maps a family's
-name to how to build one block; a reparameterisable block (MobileOne / RepVGG: parallel
-branches in training, one fused conv for inference) does not exist in ``nas`` yet. Once it
-does, one entry here (and its name in ``blocks`` of ``conf/space/mixed.yaml``) adds it; a
-fused inference form would also need the network to fuse before latency and export.
+``shuffle`` (``search_spaces.shufflenet_v2.ShuffleUnit``), ``rep`` (a RepVGG block: kxk, 1x1
+and BN-identity branches in training, one kxk conv for inference, ReLU:
+``nas.space.RepConvBNAct``) and ``basic`` (``search_spaces.resnet.BasicBlock``).
+**Extension point**: :data:`BLOCKS` maps a family's name to how to build one block; one entry
+here (and its name in ``blocks`` of ``conf/space/mixed.yaml``) adds a family. Latency, export
+and ``nas.build_model(..., fused=True)`` fold every block with a ``reparameterize()`` method.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from nas.space import (
     ConvBNAct,
     MBConv,
     Primitive,
+    RepConvBNAct,
     SearchSpace,
     input_sizes,
     n_params,
@@ -73,6 +74,10 @@ def _shuffle(cin: int, cout: int, *, stride: int, kernel: int, expand: float) ->
     return ShuffleUnit(cin, cout, stride=stride, kernel=kernel)
 
 
+def _rep(cin: int, cout: int, *, stride: int, kernel: int, expand: float) -> nn.Module:
+    return RepConvBNAct(cin, cout, kernel_size=kernel, stride=stride, activation="relu")
+
+
 def _basic(cin: int, cout: int, *, stride: int, kernel: int, expand: float) -> nn.Module:
     return BasicBlock(cin, cout, stride=stride)
 
@@ -83,6 +88,7 @@ BLOCKS: dict[str, BlockFamily] = {
         _mbconv, ("kernel", "expand"), lambda b: b.block[-1][1] if b.use_residual else None
     ),
     "shuffle": BlockFamily(_shuffle, ("kernel",), lambda b: None),  # concatenation: no residual sum
+    "rep": BlockFamily(_rep, ("kernel",), lambda b: None),  # its identity branch is no residual
     "basic": BlockFamily(_basic, (), lambda b: b.bn2),
 }
 STEMS = ("imagenet", "cifar")
@@ -239,7 +245,8 @@ class MixedSpace(SearchSpace):
 
     Args:
         resolution: input resolution.
-        blocks: the families offered to every stage (names of :data:`BLOCKS`).
+        blocks: the families offered to every stage (names of :data:`BLOCKS`; ``rep`` is
+            offered only when listed, so the default space is the one before it existed).
         strides: each stage's stride (its length is the number of stages).
         widths: one list of output-width choices per stage (even: shuffle units split them).
         depths: one list of depth choices per stage.
@@ -261,7 +268,7 @@ class MixedSpace(SearchSpace):
         self,
         *,
         resolution: int = 32,
-        blocks: Sequence[str] = tuple(BLOCKS),
+        blocks: Sequence[str] = ("mbconv", "shuffle", "basic"),
         strides: Sequence[int] = (1, 2, 2, 2),
         widths: Sequence[Sequence[int]] = ((16, 24), (32, 48), (64, 96), (128, 192)),
         depths: Sequence[Sequence[int]] = ((1, 2), (1, 2), (1, 2, 3), (1, 2)),

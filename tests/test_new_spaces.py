@@ -248,7 +248,7 @@ def test_mixed_ignores_what_a_family_does_not_read() -> None:
 
 
 def test_mixed_builds_every_family_in_every_stage() -> None:
-    space = make_space("mixed")
+    space = make_space("mixed", blocks=list(BLOCKS))
     for block in BLOCKS:
         genotype = {**space.random_genotype(0), **{f"s{i}.block": block for i in range(1, 5)}}
         model = space.build(genotype, num_classes=10).eval()
@@ -282,7 +282,7 @@ def test_mixed_builds_every_family_in_every_stage() -> None:
         (
             "mixed",
             {"blocks": ["mbconv", "mobileone"]},
-            r"blocks must be a non-empty subset of \['mbconv', 'shuffle', 'basic'\]",
+            r"blocks must be a non-empty subset of \['mbconv', 'shuffle', 'rep', 'basic'\]",
         ),
         ("mixed", {"strides": [1, 3]}, "strides must be a non-empty list of 1 and 2"),
     ],

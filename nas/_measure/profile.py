@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nas._spaces.build import reparameterize
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -36,7 +38,8 @@ class Profile:
 def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profile:
     """Count a model's parameters and MACs at ``resolution`` (batch 1, eval mode).
 
-    The model is left as it was: thop's hooks and the ``total_ops`` / ``total_params`` buffers
+    Reparameterisable blocks (``nas.space.RepConvBNAct``) are counted folded into one conv,
+    the inference form latency and export see (on a copy). The model is left as it was: thop's hooks and the ``total_ops`` / ``total_params`` buffers
     it leaves on modules it has no rule for are removed, and every module's training flag is
     restored. (Profiling deep copies instead cost two thirds of a table-backed search's time.)
 
@@ -48,6 +51,9 @@ def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profi
     """
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    if any(callable(getattr(m, "reparameterize", None)) for m in model.modules()):
+        # Count the inference form, as latency and export see it: folded blocks (a copy).
+        model = reparameterize(copy.deepcopy(model))
     params = sum(p.numel() for p in model.parameters())
     modules = list(model.modules())
     if any(name in m._buffers for m in modules for name in _THOP_BUFFERS):

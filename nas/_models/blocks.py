@@ -1,4 +1,5 @@
-"""Building blocks: Conv-BN-act, squeeze-and-excitation, MBConv, Inception module, aux head.
+"""Building blocks: Conv-BN-act, squeeze-and-excitation, MBConv, Inception module, aux head,
+and the reparameterisable Conv-BN-act (MobileOne / RepVGG).
 
 The blocks follow the reference implementations (torchvision's EfficientNet and GoogLeNet) so that
 parameter counts match them exactly; torchvision itself cannot be a dependency here.
@@ -103,7 +104,9 @@ class MBConv(nn.Module):
 
     The expand 1x1 is omitted when ``expand_ratio`` is 1; the residual is used only when the
     stride is 1 and the channel count is unchanged; the SE squeeze width is
-    ``max(1, int(in_channels * se_ratio))``, as in EfficientNet.
+    ``max(1, int(in_channels * se_ratio))``, as in EfficientNet. With ``rep`` the depthwise
+    conv is a :class:`RepConvBNAct` (MobileOne's depthwise block: kxk, 1x1 and BN-identity
+    branches in training, one kxk conv once reparameterised).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class MBConv(nn.Module):
         se_ratio: float = 0.25,
         activation: str = "silu",
         stochastic_depth: float = 0.0,
+        rep: bool = False,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -135,8 +139,9 @@ class MBConv(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNAct(in_channels, hidden, kernel_size=1, activation=activation))
+        depthwise = RepConvBNAct if rep else ConvBNAct
         layers.append(
-            ConvBNAct(
+            depthwise(
                 hidden,
                 hidden,
                 kernel_size=kernel_size,
@@ -157,6 +162,120 @@ class MBConv(nn.Module):
         if self.use_residual:
             out = self.stochastic_depth(out) + x
         return out
+
+
+class RepConvBNAct(nn.Module):
+    """Conv-BN-act that trains with parallel branches and folds into one conv for inference.
+
+    MobileOne / RepVGG (Ding et al. 2021, Vasu et al. 2023): the sum of a kxk conv-BN
+    (``conv_branches`` of them: MobileOne's over-parameterisation), a 1x1 conv-BN (when the
+    kernel is larger than 1) and a BN-only identity (when the shape is kept), then the
+    activation. All branches are linear in eval mode, so :meth:`reparameterize` replaces them
+    by one kxk convolution with a bias that computes the same function: training sees the
+    richer model, inference pays for a plain conv. ``groups`` applies to every branch
+    (``groups=channels`` is the depthwise form).
+
+    Example:
+        >>> block = RepConvBNAct(8, 8, kernel_size=3, activation="relu").eval()
+        >>> x = torch.randn(2, 8, 16, 16)
+        >>> before = block(x)
+        >>> block.reparameterize()
+        >>> torch.allclose(block(x), before, atol=1e-5), block.fused
+        (True, Conv2d(8, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)))
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation: str | None = "relu",
+        conv_branches: int = 1,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1, got {kernel_size}")
+        if conv_branches < 1:
+            raise ValueError(f"conv_branches must be >= 1, got {conv_branches}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
+
+        def conv_bn(k: int) -> nn.Sequential:
+            conv = nn.Conv2d(
+                in_channels, out_channels, k, stride, (k - 1) // 2, groups=groups, bias=False
+            )
+            return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+
+        self.branches = nn.ModuleList([conv_bn(kernel_size) for _ in range(conv_branches)])
+        self.scale = conv_bn(1) if kernel_size > 1 else None
+        self.identity = (
+            nn.BatchNorm2d(out_channels) if in_channels == out_channels and stride == 1 else None
+        )
+        self.fused: nn.Conv2d | None = None
+        self.act = make_activation(activation) if activation is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.act(self.fused(x))
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        if self.scale is not None:
+            out = out + self.scale(x)
+        if self.identity is not None:
+            out = out + self.identity(x)
+        return self.act(out)
+
+    def reparameterize(self) -> None:
+        """Replace the branches by the one conv they add up to in eval mode (in place, once)."""
+        if self.fused is not None:
+            return
+        k = self.kernel_size
+        weight, bias = 0.0, 0.0
+        for branch in [*self.branches, *([self.scale] if self.scale is not None else [])]:
+            conv, bn = branch
+            pad = (k - conv.kernel_size[0]) // 2  # a 1x1 kernel sits at the kxk kernel's centre
+            w, b = _fold_bn(nn.functional.pad(conv.weight, [pad] * 4), bn)
+            weight, bias = weight + w, bias + b
+        if self.identity is not None:
+            per_group = self.in_channels // self.groups
+            eye = torch.zeros(
+                self.out_channels, per_group, k, k, device=self.identity.weight.device
+            )
+            channel = torch.arange(self.out_channels)
+            eye[channel, channel % per_group, k // 2, k // 2] = 1.0
+            w, b = _fold_bn(eye, self.identity)
+            weight, bias = weight + w, bias + b
+        fused = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            k,
+            self.stride,
+            (k - 1) // 2,
+            groups=self.groups,
+            bias=True,
+        ).to(self.branches[0][0].weight.device)
+        with torch.no_grad():
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
+        self.fused = fused
+        del self.branches, self.scale, self.identity
+        self.branches, self.scale, self.identity = nn.ModuleList(), None, None
+
+    def extra_repr(self) -> str:
+        return "fused" if self.fused is not None else ""
+
+
+def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conv weight (no bias) followed by eval-mode BN, as one weight and bias."""
+    std = torch.sqrt(bn.running_var + bn.eps)
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(std)
+    scale = (gamma / std).detach()
+    return weight.detach() * scale.reshape(-1, 1, 1, 1), (beta - bn.running_mean * scale).detach()
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

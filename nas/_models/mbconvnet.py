@@ -16,7 +16,10 @@ from nas._models.network import input_sizes, n_params
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One row of an EfficientNet-style stage table (the paper's Table 1, plus SE ratio)."""
+    """One row of an EfficientNet-style stage table (the paper's Table 1, plus SE ratio).
+
+    ``rep``: the stage's depthwise convs are reparameterisable (:class:`~nas.space.RepConvBNAct`).
+    """
 
     expand_ratio: float
     kernel: int
@@ -25,6 +28,7 @@ class StageConfig:
     out_channels: int
     layers: int
     se_ratio: float = 0.25
+    rep: bool = False
 
     @classmethod
     def from_row(cls, row: Sequence[float], *, se_ratio: float = 0.25) -> StageConfig:
@@ -145,6 +149,7 @@ class MBConvNet(nn.Module):
                         se_ratio=stage.se_ratio,
                         activation=activation,
                         stochastic_depth=stochastic_depth * block_id / total_blocks,
+                        rep=stage.rep,
                     )
                 )
                 cin = stage.out_channels
@@ -207,10 +212,11 @@ class MBConvNet(nn.Module):
         ]
         for i, (cfg, stage) in enumerate(zip(self.stage_configs, stages, strict=True), start=1):
             expand = f"{cfg.expand_ratio:g}"
+            rep = "Rep" if cfg.rep else ""
             rows.append(
                 {
                     "stage": f"s{i}",
-                    "operator": f"MBConv{expand}, k{cfg.kernel}x{cfg.kernel}",
+                    "operator": f"{rep}MBConv{expand}, k{cfg.kernel}x{cfg.kernel}",
                     "input": sizes.get(f"s{i}"),
                     "expand": expand,
                     "kernel": cfg.kernel,

@@ -21,8 +21,14 @@ def space_of(arch: Arch) -> SearchSpace:
     return make_space(arch.space, **arch.space_options)
 
 
-def build_model(arch: ArchLike) -> nn.Module:
+def build_model(arch: ArchLike, *, fused: bool = False) -> nn.Module:
     """Build the ``torch.nn.Module`` of an architecture (file path, mapping or :class:`Arch`).
+
+    Args:
+        arch: the architecture.
+        fused: return the inference form, in eval mode: every reparameterisable block
+            (``nas.space.RepConvBNAct``) folded into one conv. Train the unfused form, then
+            fold it (``load_model(..., fused=True)`` loads the trained weights first).
 
     Example:
         >>> import nas, torch
@@ -37,18 +43,47 @@ def build_model(arch: ArchLike) -> nn.Module:
     record = as_arch(arch)
     try:
         space = space_of(record)
-        return space.build(space.validate(record.genotype), num_classes=record.num_classes)
+        model = space.build(space.validate(record.genotype), num_classes=record.num_classes)
     except ArchFileError:
         raise
     except ValueError as err:
         where = str(arch) if isinstance(arch, str | os.PathLike) else "architecture"
         raise ArchFileError(f"{where}: {err}") from None
+    return reparameterize(model) if fused else model
 
 
-def load_model(path: ArchLike, weights: str | os.PathLike[str] | None = None) -> nn.Module:
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode and fold every reparameterisable block (in place).
+
+    A block is reparameterisable when it has a ``reparameterize()`` method
+    (``nas.space.RepConvBNAct`` does); a network without one is only put in eval mode. Fold after
+    loading trained weights: the folded network has other parameters (``fused.weight``).
+
+    Returns:
+        ``model`` itself.
+
+    Example:
+        >>> from nas.space import RepConvBNAct
+        >>> net = nn.Sequential(RepConvBNAct(3, 8), RepConvBNAct(8, 8))
+        >>> sum(isinstance(m, nn.BatchNorm2d) for m in reparameterize(net).modules())
+        0
+    """
+    model.eval()
+    for module in list(model.modules()):
+        fold = getattr(module, "reparameterize", None)
+        if callable(fold):
+            fold()
+    return model
+
+
+def load_model(
+    path: ArchLike, weights: str | os.PathLike[str] | None = None, *, fused: bool = False
+) -> nn.Module:
     """Build an architecture's module and, if given, load a saved ``state_dict``.
 
     Weights are read with ``torch.load(..., weights_only=True)``, which refuses pickled code.
+    ``fused``: fold reparameterisable blocks after loading (see :func:`build_model`); the
+    weights are those of the unfused (training) form.
 
     Example:
         >>> import nas, tempfile, torch
@@ -79,4 +114,4 @@ def load_model(path: ArchLike, weights: str | os.PathLike[str] | None = None) ->
             first = str(err).splitlines()[0]
             where = path if isinstance(path, str | os.PathLike) else "the architecture"
             raise ArchFileError(f"{weights}: does not fit {where} ({first})") from None
-    return model
+    return reparameterize(model) if fused else model
