@@ -8,7 +8,7 @@ The names here are what a user needs: architecture files and models (``build_mod
 ``load_model``, ``export_model``, ...), searching (``compose``, ``run_search``,
 ``run_scaling``), reading results (``load_trials``, ``pareto_front``, ``hypervolume``) and
 measuring (``measure_latency``, ``LatencyTable``, ``profile``, ``load_data``,
-``make_evaluator``), the search's parts for an Optuna loop of your own (``make_sampler``,
+``make_evaluator``, ``int8_accuracy``), the search's parts for an Optuna loop of your own (``make_sampler``,
 ``DominanceStopper``, ``EarlyStopConfig``), and benchmark tables (``read_table``,
 ``TableEvaluator``, ``TableLatency``). A space author's names are in :mod:`nas.space`, the published networks in
 :mod:`nas.zoo`.
@@ -34,6 +34,7 @@ from nas._measure.latency import (
     measure_latency,
 )
 from nas._measure.lookup import LatencyTable
+from nas._measure.onnx import QuantizedAccuracy, int8_accuracy
 from nas._measure.profile import Profile, profile
 from nas._measure.proxy import AccuracyResult, NonFiniteLossError
 from nas._measure.tables import TableEvaluator, TableLatency, read_table
@@ -63,6 +64,7 @@ __all__ = [
     "LatencyTable",
     "NonFiniteLossError",
     "Profile",
+    "QuantizedAccuracy",
     "ScalingOutcome",
     "SearchResult",
     "TableEvaluator",
@@ -73,6 +75,7 @@ __all__ = [
     "describe_arch",
     "export_model",
     "hypervolume",
+    "int8_accuracy",
     "load_arch",
     "load_data",
     "load_model",

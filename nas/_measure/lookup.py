@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nas._io import atomic_write_text
+from nas._measure.backends import runtime_version
 from nas._measure.latency import (
     LatencyResult,
     LatencySettings,
@@ -87,7 +88,8 @@ class LatencyTable:
 
     A network is predicted as the sum of its ``latency_units()``, each looked up by
     :func:`unit_key` (unit configuration and input shape, batch included) inside a namespace of
-    device, threads, clock, torch version and reference. Unknown units are measured with the table's
+    device, threads, clock, torch version, reference and backend (with its runtime's version).
+    Unknown units are measured with the table's
     settings (those of :func:`measure_latency`, interleaved with the reference) the first time
     they are needed, and the file is rewritten atomically. With a reference, each unit is stored
     as its ratio to the reference and predicted as ``ratio * reference_ms`` (the median of the
@@ -137,6 +139,10 @@ class LatencyTable:
             f"{describe_device(plan.device)}|{plan.device}|threads={plan.threads}|clock={s.clock}|"
             f"torch={torch.__version__}|reference={ref_desc}"
         )
+        if s.backend != "torch":  # eager tables keep the namespace they had before backends
+            self.namespace += f"|backend={s.backend}|{runtime_version(s.backend)}"
+        if not s.fused:
+            self.namespace += "|unfused"
         self._data = self._load()
 
     # ---- file

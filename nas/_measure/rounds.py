@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 CLOCKS = ("wall", "cpu")
 _OUTLIER_K = 1.5  # Tukey's fences
@@ -47,6 +46,7 @@ class Plan:
     max_rounds: int
     target_rel_spread: float
     max_seconds: float | None
+    caller_thread: bool = True  # one-thread inference runs in the calling thread
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,16 @@ def random_input(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.randn(shape, generator=gen).to(device)
 
 
-def _timer(device: torch.device, threads: int) -> Callable[[Callable[[], object]], tuple]:
+def _timer(
+    device: torch.device, threads: int, caller_thread: bool = True
+) -> Callable[[Callable[[], object]], tuple]:
     """A function timing one call as (wall seconds, CPU seconds).
 
-    CPU time is this thread's when torch computes in the calling thread alone (one thread),
-    else the whole process's; on CUDA it is the wall time, between synchronisations.
+    CPU time is this thread's when the runtime computes in the calling thread alone (one
+    thread, and a backend that runs it there), else the whole process's; on CUDA it is the
+    wall time, between synchronisations.
     """
-    cpu_clock = time.thread_time if threads == 1 else time.process_time
+    cpu_clock = time.thread_time if threads == 1 and caller_thread else time.process_time
     if device.type == "cuda":
 
         def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -220,25 +223,24 @@ def converged(samples: np.ndarray, ref: np.ndarray | None, target_rel_spread: fl
 
 
 def run_rounds(
-    nets: Sequence[nn.Module],
-    inputs: Sequence[torch.Tensor],
-    reference: tuple[nn.Module, torch.Tensor] | None,
+    calls: Sequence[Callable[[], object]],
+    reference: Callable[[], object] | None,
     plan: Plan,
 ) -> Samples:
-    """Time prepared networks (eval mode, on the device) on their inputs in interleaved rounds.
+    """Time compiled networks (each call runs one inference) in interleaved rounds.
 
     Warm-up runs first (cut short when it eats a quarter of the budget); then rounds until
     the stopping rule (:func:`converged`, after ``min_rounds``), ``max_rounds``, or a round
     that would overrun ``max_seconds`` per network; a last reference run closes the last round.
     """
-    timed = _timer(plan.device, plan.threads)
-    n = len(nets)
+    timed = _timer(plan.device, plan.threads, plan.caller_thread)
+    n = len(calls)
     budget = None if plan.max_seconds is None else plan.max_seconds * n
     clock = CLOCKS.index(plan.clock)
     samples = np.zeros((plan.max_rounds, n, 2))
     ref_samples = np.zeros((plan.max_rounds + 1, 2))
     rounds = 0
-    run_reference = None if reference is None else (lambda: reference[0](reference[1]))
+    run_reference = reference
     with _quiet_runtime(plan.threads), torch.inference_mode():
         start = time.perf_counter()
         for i in range(plan.warmup):
@@ -247,15 +249,15 @@ def run_rounds(
                 break
             if run_reference is not None:
                 run_reference()
-            for net, x in zip(nets, inputs, strict=True):
-                net(x)
+            for call in calls:
+                call()
         recent: deque[float] = deque(maxlen=5)
         while rounds < plan.max_rounds:
             round_start = time.perf_counter()
             if run_reference is not None:
                 ref_samples[rounds] = timed(run_reference)
-            for j, (net, x) in enumerate(zip(nets, inputs, strict=True)):
-                samples[rounds, j] = timed(lambda net=net, x=x: net(x))
+            for j, call in enumerate(calls):
+                samples[rounds, j] = timed(call)
             rounds += 1
             now = time.perf_counter()
             recent.append(now - round_start)

@@ -74,7 +74,8 @@ def latency_from_config(options: Mapping[str, Any]) -> LatencySettings | TableLa
     """The latency settings of a config's ``latency`` group (``source: table``: a table's).
 
     Raises:
-        ConfigError: an unknown key or a bad value, named.
+        ConfigError: an unknown key or a bad value, named; or a backend whose package is not
+            installed (one line naming the extra to install).
     """
     options = dict(options)
     source = options.pop("source", "measured")
@@ -86,7 +87,7 @@ def latency_from_config(options: Mapping[str, Any]) -> LatencySettings | TableLa
         return call_with_options(LatencySettings, options, group="latency")
     except ConfigError:
         raise
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         raise ConfigError(f"latency: {err}") from None
 
 
@@ -304,7 +305,15 @@ def remeasure_front(study: optuna.Study, objective: Objective) -> dict[int, Late
     space, n = objective.space, objective.num_classes
     models = [space.build(r.genotype, num_classes=n) for r in front]
     resolutions = [space.resolution_of(r.genotype) for r in front]
-    results = measure_latencies(models, resolution=resolutions, settings=objective.latency)
+    settings = objective.latency
+    calibration = None
+    if settings.backend == "onnxruntime_int8":  # calibrated as in the search
+        calibration = [
+            objective.data(r).x_train[: settings.calibration_images] for r in resolutions
+        ]
+    results = measure_latencies(
+        models, resolution=resolutions, settings=settings, calibration=calibration
+    )
     return {r.trial: res for r, res in zip(front, results, strict=True)}
 
 
