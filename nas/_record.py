@@ -45,7 +45,12 @@ class TrialRecord:
             by that fraction of the limit.
         infeasible: why the trial violates a constraint (``None`` when feasible).
         latency: the full latency measurement (``None`` before or without one).
-        latency_ms: the latency objective (median ms; infinite for infeasible by size).
+        latency_ms: the latency objective: ``latency.relative * latency_scale_ms``, the
+            reference-normalised figure in milliseconds of the study's reference; the raw
+            median ms when there is no scale (no reference, a benchmark's table, a study of an
+            earlier version); infinite for infeasible by size. The raw median is
+            ``latency.median_ms``.
+        latency_scale_ms: the study's latency scale this trial used (``None``: raw ms).
         accuracy: the accuracy objective (0 for infeasible trials).
         curve: accuracy after each epoch of proxy training.
         evaluator: the evaluator's name.
@@ -72,6 +77,7 @@ class TrialRecord:
     infeasible: str | None = None
     latency: LatencyResult | None = None
     latency_ms: float | None = None
+    latency_scale_ms: float | None = None
     accuracy: float | None = None
     curve: list[float] = field(default_factory=list)
     evaluator: str | None = None

@@ -4,6 +4,14 @@ The flow reads top to bottom in :meth:`Objective._evaluate`: sample, identity, r
 profile, constraints, latency, accuracy; :meth:`Objective.__call__` writes the record once at
 the end, whatever happened.
 
+The latency objective is the reference-normalised figure in milliseconds of the reference:
+``latency.relative * scale``, where the scale is the reference's median in the study's first
+latency measurement, fixed for the study's life and stored on it (:data:`LATENCY_SCALE`). A
+trial timed minutes or machines later is divided by the reference timed in the same rounds,
+so the machine's drift cancels; the raw median stays in the record (``latency.median_ms``).
+Latency without a reference (``reference: null``, a benchmark's table) stays raw
+milliseconds, and so does a study begun before this objective existed.
+
 Every random choice of an evaluation is seeded from ``search.seed`` and the network's identity
 (:func:`network_seed`): the weights it is built with and its random layers during training.
 The data's order and subsets come from the evaluator's seed, the same for every network. So a
@@ -37,6 +45,27 @@ from nas._storage.recovery import worker_alive
 from nas._storage.storage import quiet_heartbeat_warnings
 
 Values = float | tuple[float, float]
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+#: Study user attribute fixing the latency objective's scale: ``{"ms": ...}`` (``None`` for a
+#: study begun before the normalised objective: it keeps raw milliseconds) and what it is of.
+LATENCY_SCALE = "latency_scale"
+
+
+def objective_latency_ms(latency: LatencyResult, scale_ms: float | None) -> float:
+    """The latency objective: ``relative * scale_ms``, or raw ms without a reference or scale.
+
+    Example:
+        >>> from nas import LatencyResult
+        >>> r = LatencyResult(median_ms=12.0, iqr_ms=0.1, runs=20, relative=1.1, reference_ms=11.0,
+        ...                   device="cpu", threads=1, torch_version="2", batch_size=1,
+        ...                   resolution=32)
+        >>> objective_latency_ms(r, 10.0), objective_latency_ms(r, None)
+        (11.0, 12.0)
+    """
+    if scale_ms is None or latency.relative is None:
+        return latency.median_ms
+    return latency.relative * scale_ms
 
 
 def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) -> float:
@@ -159,19 +188,21 @@ class Objective:
 
         lat = self._latency(model, key, arch.resolution)
         t_latency = time.perf_counter()
-        record.latency, record.latency_ms = lat, lat.median_ms
-        record.constraints[0] = excess(lat.median_ms, c.max_latency_ms)
+        record.latency = lat
+        record.latency_scale_ms = self._latency_scale(trial, lat)
+        record.latency_ms = latency_ms = objective_latency_ms(lat, record.latency_scale_ms)
+        record.constraints[0] = excess(latency_ms, c.max_latency_ms)
         if record.constraints[0] > 0:
-            record.infeasible = f"latency {lat.median_ms:.3f} ms > {c.max_latency_ms} ms"
+            record.infeasible = f"latency {latency_ms:.3f} ms > {c.max_latency_ms} ms"
             record.accuracy = 0.0
             record.seconds = {
                 "profile": t_profile - start,
                 "latency": t_latency - t_profile,
                 "total": time.perf_counter() - start,
             }
-            return self._values(0.0, lat.median_ms)
+            return self._values(0.0, latency_ms)
 
-        stop = self._stop_rule(trial, lat.median_ms)
+        stop = self._stop_rule(trial, latency_ms)
 
         def on_epoch(epoch: int, accuracy: float) -> bool:
             if stop is not None:
@@ -196,13 +227,59 @@ class Objective:
         }
         if result.stopped:
             raise optuna.TrialPruned(record.pruned or "stopped early")
-        return self._values(result.accuracy, lat.median_ms)
+        return self._values(result.accuracy, latency_ms)
 
     def _latency(self, model: torch.nn.Module, key: str, resolution: int) -> LatencyResult:
         """Measured on this device, or read from a benchmark's table."""
         if isinstance(self.latency, TableLatency):
             return self.latency.lookup(key, resolution=resolution)
-        return measure_latency(model, resolution=resolution, settings=self.latency)
+        calibration = None
+        if self.latency.backend == "onnxruntime_int8":  # the first training images
+            calibration = self.data(resolution).x_train[: self.latency.calibration_images]
+        return measure_latency(
+            model, resolution=resolution, settings=self.latency, calibration=calibration
+        )
+
+    @staticmethod
+    def _latency_scale(trial: optuna.Trial, lat: LatencyResult) -> float | None:
+        """The study's latency scale (see the module docstring), set by its first measurement.
+
+        Read at every trial rather than kept: workers that start together may both set it,
+        and the last write is the one every later trial uses.
+
+        Raises:
+            ValueError: the study's scale is of another reference or backend (its figures
+                would not compare with this run's).
+        """
+        if lat.relative is None or lat.reference_ms is None:
+            return None
+        study = trial.study
+        what = {
+            "reference": lat.reference,
+            "reference_resolution": lat.reference_resolution,
+            "backend": lat.backend,
+            "batch_size": lat.batch_size,
+        }
+        scale = study.user_attrs.get(LATENCY_SCALE)
+        if scale is None:
+            begun = any(
+                "latency" in t.user_attrs
+                for t in study.get_trials(deepcopy=False, states=_FINISHED)
+                if t.number != trial.number
+            )
+            # A study begun with raw milliseconds keeps them: its figures must stay comparable.
+            scale = {**what, "ms": None if begun else lat.reference_ms, "trial": trial.number}
+            study.set_user_attr(LATENCY_SCALE, scale)
+        if scale["ms"] is None:
+            return None
+        mismatch = {k: (scale.get(k), v) for k, v in what.items() if scale.get(k) != v}
+        if mismatch:
+            found = ", ".join(f"{k} {a!r} (this run: {b!r})" for k, (a, b) in mismatch.items())
+            raise ValueError(
+                f"this study's latency objective is relative to {found}; its figures would "
+                "not compare: measure with the study's settings or start a new study"
+            )
+        return float(scale["ms"])
 
     def _values(self, accuracy: float, latency_ms: float) -> Values:
         if self.objective == "mnas":
