@@ -13,6 +13,7 @@ import contextlib
 import copy
 import importlib.util
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -50,23 +51,31 @@ def write_onnx(
     as a batch-1 deployment compiles it).
     """
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    with (
-        torch.no_grad(),
-        contextlib.redirect_stdout(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,
-            external_data=False,
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_shapes=shapes,
-            verbose=False,
-        )
+    # The exporter logs a warning per torchvision op it cannot register (torchvision is not
+    # a dependency); the file is complete without them.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with (
+            torch.no_grad(),
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_shapes=shapes,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
 
 
 def ort_session(path: str | os.PathLike[str], *, threads: int) -> Any:
