@@ -58,7 +58,7 @@ pid_alive() {
 }
 
 nodes() {
-    # A UTS namespace per node needs CAP_SYS_ADMIN; probe it once per configuration.
+    # A UTS namespace per node needs CAP_SYS_ADMIN (root outside a restricted container).
     if unshare --uts true 2>/dev/null; then
         echo nas-a nas-b
     else
@@ -66,10 +66,9 @@ nodes() {
     fi
 }
 
-pid_files() { # in the order of starting
-    local n
+pid_files() { # of the cluster in $DIR, in the order of starting; its nodes from its slurm.conf
     echo "$DIR/munge/munged.pid" "$DIR/mysql/mysqld.pid" "$DIR/slurmdbd.pid" "$DIR/slurmctld.pid"
-    for n in $(nodes); do echo "$DIR/slurmd.$n.pid"; done
+    sed -n "s|^NodeName=\([^ ]*\) .*|$DIR/slurmd.\1.pid|p" "$SLURM_CONF"
 }
 
 install_packages() {
@@ -155,6 +154,7 @@ EOF
 
 running() { # every daemon alive and every node answering
     local f
+    [ -f "$SLURM_CONF" ] || return 1
     for f in $(pid_files); do pid_alive "$f" || return 1; done
     [ -z "$(sinfo -h -N -o '%T' 2>/dev/null | grep -v -E '^(idle|mixed|allocated)$')" ] \
         && [ -n "$(sinfo -h -N -o '%T' 2>/dev/null)" ]
