@@ -267,6 +267,7 @@ def test_the_mnas_pruner_stops_a_trial_below_the_median(tmp_path, monkeypatch):
         ("tpe", optuna.samplers.TPESampler),
         ("nsga3", optuna.samplers.NSGAIIISampler),
         ("random", optuna.samplers.RandomSampler),
+        ("gp", optuna.samplers.GPSampler),
         ("grid", optuna.samplers.RandomSampler),  # grid points are enqueued; see below
     ],
 )

@@ -21,6 +21,7 @@ _FACTORIES: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "nsga3": optuna.samplers.NSGAIIISampler,
     "random": optuna.samplers.RandomSampler,
+    "gp": optuna.samplers.GPSampler,
 }
 
 
@@ -32,7 +33,7 @@ def constraints_of(trial: FrozenTrial) -> list[float]:
 def make_sampler(
     options: Mapping[str, Any], *, seed: int, constrained: bool
 ) -> optuna.samplers.BaseSampler:
-    """Optuna sampler from the ``sampler`` group (nsga2, tpe, nsga3, random, grid).
+    """Optuna sampler from the ``sampler`` group (nsga2, tpe, nsga3, random, gp, grid).
 
     ``constrained`` passes :func:`constraints_of` to the samplers that take constraints, so
     that infeasible trials rank below feasible ones.
