@@ -6,7 +6,9 @@ and the PostgreSQL server of ``.ci/run``; ``.ci/run`` starts both and exports
 ``NAS_TEST_SLURM_PARTITION``, ``SLURM_CONF`` and ``NAS_TEST_POSTGRES_URL``. Without them they are
 skipped. The command is read from the README, so that what the README tells users to type is
 what runs here; only the partition, resources and budget are adapted to the local cluster, and
-a tiny space on synthetic data keeps each trial to about a second.
+a tiny space on synthetic data keeps each trial to about a second. The fault tests time each
+network's latency for a fixed 1.5 or 3 s, so that a signal can be aimed at a running trial and
+two jobs cannot finish before their time limit, on any machine.
 """
 
 from __future__ import annotations
