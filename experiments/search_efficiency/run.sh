@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# Every run of experiments/search_efficiency/README.md, one after another (resumable), from the
-# project root; then the summary tables and plots.
+# Every run of experiments/search_efficiency/README.md (resumable: a rerun skips what is done),
+# from the project root; then the tables and plots. Two queues in parallel (two cores): the fast
+# samplers, and Optuna's default TPE (slow: it re-proposes evaluated networks, so its runs stop
+# at 2,000 asks).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=experiments/search_efficiency/results
-for device in raspi4 pixel3 fpga gold_6226; do
-  python experiments/search_efficiency/bench.py --device $device --seeds 20 --evals 1000 \
-    --samplers default nsga2 random --out $R/$device.jsonl
-done
-python experiments/search_efficiency/bench.py --device raspi4 --seeds 10 --evals 1000 \
-  --samplers nsga3 tpe --out $R/raspi4.jsonl
-python experiments/search_efficiency/summary.py $R/*.jsonl > $R/summary.md
+B="python experiments/search_efficiency/bench.py --seeds 20 --evals 1000"
+DEVICES="raspi4 pixel3 fpga gold_6226"
+fast() {
+  for device in $DEVICES; do
+    $B --bench nb201 --device $device --early-stop both --samplers default random \
+      --out $R/nb201_$device.jsonl
+    $B --bench nb201 --device $device --samplers nsga2 nsga3 nsga2:population_size=8 \
+      --out $R/nb201_$device.jsonl
+  done
+  $B --bench macro --samplers default random nsga2 nsga3 nsga2:population_size=8 \
+    --out $R/macro_cpu.jsonl
+}
+tpe() {
+  for device in $DEVICES; do
+    $B --bench nb201 --device $device --samplers tpe --max-trials 2000 --out $R/nb201_$device.tpe.jsonl
+  done
+  $B --bench macro --samplers tpe --max-trials 2000 --out $R/macro_cpu.tpe.jsonl
+}
+fast > $R/run_fast.log 2>&1 &
+tpe > $R/run_tpe.log 2>&1 &
+wait
+python experiments/search_efficiency/summary.py $R/nb201_*.jsonl $R/macro_cpu*.jsonl > $R/summary.md
