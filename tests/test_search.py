@@ -91,7 +91,12 @@ def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
     first = trials[0]
     for t in dups:
         assert t.user_attrs["duplicate_of"] == first.number
-        assert t.values == first.values
+        # The record holds the earlier result; the sampler is told "pruned" (a known point).
+        assert t.state == TrialState.PRUNED and t.values is None
+        assert t.user_attrs["accuracy"] == first.user_attrs["accuracy"]
+        assert t.user_attrs["latency_ms"] == first.user_attrs["latency_ms"]
+        assert t.user_attrs["pruned"].startswith(f"duplicate of trial {first.number}")
+    assert result.results.counts["duplicates"] == 5 and result.results.counts["COMPLETE"] == 1
 
 
 def test_constraint_violating_trials_are_infeasible_and_off_the_front(tmp_path):

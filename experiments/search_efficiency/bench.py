@@ -14,8 +14,9 @@ sampler made by ``nas.make_sampler`` exactly as ``python -m nas search`` makes i
 - ``macro``: the ``nas_bench_macro`` space; NAS-Bench-Macro's mean accuracy over its three
   seeds, and the latency of each network measured on this CPU (``macro_latency.py``).
 
-A network whose identity (isomorphism class, canonical key) was evaluated before costs nothing:
-it is told the same values and does not count. After 10, 20, ... distinct evaluations the run
+A network whose identity (isomorphism class, canonical key) was evaluated before costs nothing
+and does not count; as in ``python -m nas search``, the sampler is told it was pruned (a known
+point: ``--duplicates same`` tells its values again, as nas did before). After 10, 20, ... distinct evaluations the run
 records the hypervolume of what it found divided by the true front's (every network of the
 table), for two reference points:
 
@@ -166,12 +167,12 @@ def run(
     evals: int,
     max_trials: int,
     early_stop: bool = False,
-    duplicates: str = "same",
+    duplicates: str = "pruned",
 ) -> dict[str, Any]:
     """One search: the hypervolume ratios after every CHECKPOINTS distinct evaluations.
 
-    ``duplicates``: what a network evaluated before tells the sampler: ``same`` (its values
-    again) or ``pruned``.
+    ``duplicates``: what a network evaluated before tells the sampler: ``pruned``, as
+    ``python -m nas search`` does, or ``same`` (its values again, as nas did before).
     """
     if not isinstance(bench, Bench):
         bench = Bench(space="nb201", values=bench)
@@ -257,6 +258,7 @@ def main() -> None:
     parser.add_argument("--max-trials", type=int, default=20000, help="asks per run at most")
     parser.add_argument("--floor", type=float, default=90.0, help="headline accuracy floor %%")
     parser.add_argument("--early-stop", choices=("off", "on", "both"), default="off")
+    parser.add_argument("--duplicates", choices=("pruned", "same"), default="pruned")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -268,14 +270,16 @@ def main() -> None:
     done = set()
     if args.out.exists():
         rows = (json.loads(line) for line in args.out.read_text().splitlines() if line)
-        done = {(r["sampler"], r["seed"], r.get("early_stop", False)) for r in rows}
+        done = {
+            (r["sampler"], r["seed"], r.get("early_stop", False), r.get("duplicates")) for r in rows
+        }
     stops = {"off": [False], "on": [True], "both": [False, True]}[args.early_stop]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as fh:
         for name in args.samplers:
             for early_stop in stops:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    if (name, seed, early_stop) in done:
+                    if (name, seed, early_stop, args.duplicates) in done:
                         continue
                     row = run(
                         name,
@@ -286,6 +290,7 @@ def main() -> None:
                         evals=args.evals,
                         max_trials=args.max_trials,
                         early_stop=early_stop,
+                        duplicates=args.duplicates,
                     )
                     row.update(bench=args.bench, device=device, floor=args.floor, references=refs)
                     fh.write(json.dumps(row) + "\n")

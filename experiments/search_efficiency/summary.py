@@ -55,6 +55,8 @@ def load(paths: list[str]) -> dict[tuple[str, str], list[dict[str, Any]]]:
         for line in Path(path).read_text().splitlines():
             if line:
                 r = json.loads(line)
+                if r.get("duplicates") == "same":  # the old way: a duplicate told its values again
+                    r["sampler"] += " (duplicates told again)"
                 groups[(r.get("bench", "nb201"), r["device"])].append(r)
     return groups
 

@@ -85,11 +85,14 @@ class Results:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Trials by state, and the infeasible and duplicate ones."""
+        """Trials by state (duplicates apart: they hold an earlier trial's result)."""
         counts: dict[str, int] = {}
         for r in self.rows:
-            counts[r.state] = counts.get(r.state, 0) + 1
-        counts["infeasible"] = sum(1 for r in self.rows if r.state == "COMPLETE" and not r.feasible)
+            if r.duplicate_of is None:
+                counts[r.state] = counts.get(r.state, 0) + 1
+        counts["infeasible"] = sum(
+            1 for r in self.rows if r.duplicate_of is None and not r.feasible
+        )
         counts["duplicates"] = sum(1 for r in self.rows if r.duplicate_of is not None)
         return counts
 

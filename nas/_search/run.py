@@ -134,6 +134,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         early_stop=EarlyStopConfig(**to_dict(s.early_stop)),
         mnas=MnasConfig(**to_dict(s.mnas)),
         seed=s.seed,
+        prune_duplicates=cfg.sampler.name != "grid",
     )
     study, storage = open_study(cfg, run_dir=run_dir, space=space, num_classes=first.num_classes)
     gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
