@@ -18,7 +18,11 @@ One CSV row per network, appended as it goes (a rerun skips the keys already in 
 the reference times the reference's median over the whole file, so every row is in the same
 milliseconds whatever the machine's speed at its minute; written by ``--finish``), and the raw
 ``median_ms``, ``relative``, ``rel_ci``, ``runs``, ``reference_ms``, ``loadavg``.
-``--repeat N`` measures N networks of ``--table`` again (seed 1) for the repeatability figures.
+``--repeat N`` measures N networks of ``--table`` again (seed 1), and ``--compare`` prints the
+repeatability of the two passes:
+
+    python experiments/search_efficiency/macro_latency.py --compare \
+        --out experiments/search_efficiency/results/macro_latency_repeat.csv
 """
 
 from __future__ import annotations
@@ -121,6 +125,26 @@ def finish(path: Path) -> None:
     print(f"{path}: {len(rows)} rows, reference median {ref:.3f} ms")
 
 
+def compare(first: Path, second: Path) -> None:
+    """Repeatability: the networks of ``second`` against their figures in ``first``."""
+    from scipy.stats import spearmanr
+
+    a = {r["key"]: r for r in read(first)}
+    b = read(second)
+    print(f"{len(b)} networks measured twice ({first.name}, {second.name})")
+    # relative: the ratio to the reference, the figure that compares across passes (lat_ms
+    # scales it by one pass's reference median, which drifts with the machine's load).
+    for column in ("relative", "median_ms"):
+        x = [float(a[r["key"]][column]) for r in b]
+        y = [float(r[column]) for r in b]
+        dev = sorted(abs(v - u) / u for u, v in zip(x, y, strict=True))
+        print(
+            f"{column}: Spearman {spearmanr(x, y)[0]:.4f}, median deviation "
+            f"{100 * statistics.median(dev):.2f}%, p90 {100 * dev[int(0.9 * len(dev))]:.2f}%, "
+            f"worst {100 * dev[-1]:.2f}%"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -131,7 +155,11 @@ def main() -> None:
         default=ROOT / "experiments/search_efficiency/results/macro_latency.csv",
     )
     parser.add_argument("--finish", action="store_true", help="only fill lat_ms")
+    parser.add_argument("--compare", action="store_true", help="--out against --table")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.table, args.out)
+        return
     torch.set_num_threads(1)
     if not args.finish:
         keys = distinct_keys()
