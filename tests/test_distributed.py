@@ -361,3 +361,41 @@ def test_accuracies_are_the_same_with_two_workers_and_across_a_resume(tmp_path):
     run_search(grid(2), run_dir=tmp_path / "resumed")
     resumed = accuracies(run_search(grid(4), run_dir=tmp_path / "resumed"))
     assert resumed == alone
+
+
+def _open_storage(url: str, barrier: Any, errors: Any) -> None:
+    barrier.wait()
+    try:
+        make_storage(url, run_dir=Path("."))
+    except Exception as err:  # reported to the test
+        errors.put(f"{type(err).__name__}: {err}")
+
+
+@needs_postgres
+def test_workers_started_together_on_an_empty_database_all_open_it():
+    # Optuna creates its tables when a storage opens; three at once on an empty database race
+    # for them (PostgreSQL: duplicate pg_type rows) unless the loser retries.
+    import sqlalchemy
+
+    schema = f"race_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(PG_STORAGE)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        barrier, errors = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_storage, args=(url, barrier, errors)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        found = []
+        while not errors.empty():
+            found.append(errors.get())
+        assert not found, found
+        assert all(p.exitcode == 0 for p in procs)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import random
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +88,7 @@ def make_storage(
         ConfigError: an unsupported scheme, a missing driver, an unreachable server, a file that
             is not a journal, or a folder that does not exist (the password shown as ``***``).
     """
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 
     if url == ":memory:":
         return None
@@ -125,7 +127,7 @@ def make_storage(
                         max_retry=MAX_RETRIES
                     ),
                 )
-            return RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme), **kwargs)
+            return _open_rdb(sqlalchemy_url(url), _engine_kwargs(scheme), kwargs)
     except ImportError:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
         hint = "pip install 'nas[postgres]'" if scheme.startswith("postgres") else "install one"
         raise ConfigError(
@@ -134,6 +136,28 @@ def make_storage(
     except Exception as err:  # SQLAlchemy raises many types for unreachable servers
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"storage.url: cannot open {redact(url)} ({first})") from None
+
+
+def _open_rdb(
+    url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any], attempts: int = 5
+) -> optuna.storages.RDBStorage:
+    """Open an RDB storage; retry when another process is creating Optuna's tables.
+
+    Opening creates the tables of an empty database, and workers started together (a Slurm
+    array, ``search.n_workers``) race for them: on PostgreSQL the losers fail with a duplicate
+    ``pg_type`` row or an existing relation. On a retry the tables are there.
+    """
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + 0.2 * random.random())
+    raise RuntimeError(f"could not open {url} in {attempts} attempts")
 
 
 def _first_line(err: BaseException) -> str:
