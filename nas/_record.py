@@ -184,6 +184,19 @@ def write_worker(trial: optuna.Trial, *, host: str, pid: int) -> None:
     trial.set_user_attr("worker", {"host": host, "pid": pid})
 
 
+def retry_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a retry of ``trial`` is enqueued with: its network, once it is known.
+
+    A trial stopped while its network was being sampled has only some choices made; fixing
+    those would make the retry another network, so it samples afresh (``{}``). A grid point
+    (enqueued with all its choices) is retried as that point.
+    """
+    fixed = trial.system_attrs.get("fixed_params")
+    if fixed:
+        return dict(fixed)
+    return dict(trial.params) if "genotype" in trial.user_attrs else {}
+
+
 def retry_attrs(of: int, *, retries: int | None = None) -> dict[str, Any]:
     """User attributes of a trial enqueued to run a failed one again."""
     attrs: dict[str, Any] = {"retry_of": of}

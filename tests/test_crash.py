@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ def test_recovery_fails_trials_of_dead_or_unrecorded_workers_and_retries_once(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     ).stdout
     dead.set_user_attr("worker", {"host": recovery.HOST, "pid": int(gone)})
+    dead.set_user_attr("genotype", dead.params)  # its network was sampled and recorded
     unclaimed = study.ask()  # killed between ask and recording its worker
     monkeypatch.setattr(recovery, "UNCLAIMED_AFTER_S", 0.0)
 
@@ -232,9 +234,13 @@ def test_recovery_fails_trials_of_dead_or_unrecorded_workers_and_retries_once(
     assert trials[live.number].state == TrialState.RUNNING
     assert trials[dead.number].state == trials[unclaimed.number].state == TrialState.FAIL
     assert "died during the trial" in trials[dead.number].user_attrs["failure"]
-    (retry,) = [t for t in trials if t.state == TrialState.WAITING]
+    retry, fresh = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.user_attrs == {"retry_of": dead.number, "retries": 1}
     assert retry.system_attrs["fixed_params"] == dead.params
+    # No network sampled yet: its retry samples one afresh, and the lost trial does not count.
+    assert fresh.user_attrs == {"retry_of": unclaimed.number, "retries": 1}
+    assert fresh.system_attrs["fixed_params"] == {}
+    assert recovery.budget_used(trials) == 1  # the live trial
     assert recovery.recover_dead_trials(study, storage) == [], "recovered once"
 
 
@@ -255,6 +261,7 @@ def test_a_network_that_keeps_killing_its_worker_is_retried_at_most_twice(tmp_pa
         trial = study.ask({"x": optuna.distributions.IntDistribution(0, 9)})
         assert trial.params == {"x": 3}, "the retry runs the same network"
         trial.set_user_attr("worker", {"host": recovery.HOST, "pid": gone})
+        trial.set_user_attr("genotype", trial.params)
         deaths += recovery.recover_dead_trials(study, storage)
     trials = study.get_trials()
     assert len(deaths) == recovery.MAX_RETRIES + 1 == 3, "the first run and two retries"
@@ -264,6 +271,34 @@ def test_a_network_that_keeps_killing_its_worker_is_retried_at_most_twice(tmp_pa
     assert not any(t.state == TrialState.WAITING for t in trials)
     # The last failure counts towards the budget; the two retried ones do not.
     assert recovery.budget_used(trials) == 1
+
+
+@pytest.mark.parametrize("sampled", [0, 1, 2])
+def test_an_interrupt_requeues_the_trials_network_or_a_fresh_one_if_unsampled(tmp_path, sampled):
+    # Ctrl-C or SIGTERM while a trial samples its network (``sampled`` of its two choices made)
+    # or evaluates it (2: all made and recorded): the retry runs the same network once it is
+    # known, and samples afresh before (fixing some choices would make it another network).
+    import nas._storage.workers as workers
+    from nas._storage.gate import make_gate
+
+    storage = make_storage(None, run_dir=tmp_path)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        params = {k: trial.suggest_int(k, 0, 9) for k in ("a", "b")[:sampled]}
+        if sampled == 2:
+            trial.set_user_attr("genotype", params)
+        raise KeyboardInterrupt
+
+    gate = make_gate(storage, url=None, run_dir=tmp_path, study_name=study.study_name)
+    with pytest.raises(KeyboardInterrupt):
+        workers.run_trials(study, objective, storage=storage, gate=gate, n_trials=3, timeout=None)
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.user_attrs == {"retry_of": failed.number}
+    expected = failed.params if sampled == 2 else {}
+    assert retry.system_attrs["fixed_params"] == expected
+    assert recovery.budget_used(study.get_trials()) == 0
 
 
 @pytest.mark.slow
@@ -445,3 +480,26 @@ def test_readers_never_see_a_half_written_file(tmp_path):
         stop.set()
         writer.join()
     assert seen <= {0, 1}
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_stale_trial_is_retried_with_its_network_only_once_it_is_known(tmp_path, recorded):
+    # A worker on another machine stops beating (killed, preempted) while its trial samples its
+    # network (one choice of two made) or after it recorded it: Optuna's retry keeps the
+    # parameters, which must be all of the network or none.
+    storage = make_storage(
+        f"sqlite:///{tmp_path}/study.db", run_dir=tmp_path, heartbeat_interval=1, grace_period=1
+    )
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    trial = study.ask()
+    params = {"a": trial.suggest_int("a", 0, 9)}
+    if recorded:
+        params["b"] = trial.suggest_int("b", 0, 9)
+        trial.set_user_attr("genotype", params)
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == failed.number
+    assert retry.params == (params if recorded else {})

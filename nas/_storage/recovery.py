@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nas._index import retry_origin
-from nas._record import FAILURE, TrialRecord, retry_attrs
+from nas._record import FAILURE, TrialRecord, retry_attrs, retry_params
 from nas._storage.storage import MAX_RETRIES, quiet_heartbeat_warnings
 
 HOST = socket.gethostname()
@@ -88,7 +88,7 @@ def recover_dead_trials(
         worker = record.worker or {}
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         retries = record.retries
-        retry = bool(t.params) and retries < MAX_RETRIES
+        retry = retries < MAX_RETRIES
         reason = f"worker {worker.get('pid')} on {HOST} died during the trial"
         try:
             # The reason first: a finished trial's attributes can no longer be set.
@@ -100,7 +100,9 @@ def recover_dead_trials(
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished after all
         if retry:
-            study.enqueue_trial(t.params, user_attrs=retry_attrs(t.number, retries=retries + 1))
+            study.enqueue_trial(
+                retry_params(t), user_attrs=retry_attrs(t.number, retries=retries + 1)
+            )
         recovered.append(t.number)
     if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
         # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's

@@ -10,6 +10,7 @@ Passwords never reach a message or a file (:func:`redact`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import random
 import time
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
+from nas._record import retry_params
 from nas._storage.journal import JournalFile, check_journal_file
 
 #: How often a trial whose worker died is retried before its failure counts towards the budget
@@ -88,7 +91,7 @@ def make_storage(
         ConfigError: an unsupported scheme, a missing driver, an unreachable server, a file that
             is not a journal, or a folder that does not exist (the password shown as ``***``).
     """
-    from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import JournalStorage
 
     if url == ":memory:":
         return None
@@ -123,9 +126,7 @@ def make_storage(
                 kwargs.update(
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=MAX_RETRIES
-                    ),
+                    heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=MAX_RETRIES),
                 )
             return _open_rdb(sqlalchemy_url(url), _engine_kwargs(scheme), kwargs)
     except ImportError:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
@@ -136,6 +137,21 @@ def make_storage(
     except Exception as err:  # SQLAlchemy raises many types for unreachable servers
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"storage.url: cannot open {redact(url)} ({first})") from None
+
+
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker stopped beating, with its network once known.
+
+    Optuna queues the retry with the parameters the trial had; a worker lost while it sampled
+    the network had made only some choices, and fixing those would make the retry another
+    network, so such a retry samples afresh (as :func:`nas._record.retry_params` decides).
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not retry_params(trial):
+            trial = copy.copy(trial)
+            trial.params, trial.distributions = {}, {}
+        super().__call__(study, trial)
 
 
 def _open_rdb(

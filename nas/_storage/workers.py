@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nas._index import StudyIndex
-from nas._record import FAILURE, retry_attrs, write_worker
+from nas._record import FAILURE, retry_attrs, retry_params, write_worker
 from nas._storage.gate import Gate
 from nas._storage.recovery import HOST, recover_dead_trials
 from nas._storage.storage import quiet_heartbeat_warnings
@@ -181,11 +181,14 @@ def _run_one(
     except optuna.TrialPruned:
         return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     except KeyboardInterrupt:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        owned = True
+        try:
             trial.set_user_attr(FAILURE, f"interrupted ({_INTERRUPTS.reason})")
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if trial.params:
-            study.enqueue_trial(trial.params, user_attrs=retry_attrs(trial.number))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            owned = False  # failed meanwhile through the heartbeats: that path retries it
+        frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if owned:
+            study.enqueue_trial(retry_params(frozen), user_attrs=retry_attrs(trial.number))
         raise
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
