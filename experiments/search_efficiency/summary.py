@@ -5,7 +5,9 @@
 For each benchmark, device and sampler: the median (over seeds) number of distinct evaluations
 after which the found front's hypervolume reaches 95% and 99% of the true front's (">N" when
 the median run did not within N), the median ratio after 100, 300 and 1,000, and the asks per
-distinct network (the duplicates a sampler proposes cost nothing but a trial). With early
+distinct network (the duplicates a sampler proposes cost nothing but a trial), and the median
+number of distinct networks a run had found when it stopped (1,000, or fewer when it hit its
+cap on asks; such a run keeps its last ratio in the medians and plots). With early
 stopping, the same in epochs of training (a network stopped after the 12-epoch value costs 12,
 one trained in full 200). Writes ``<bench>_<device>.png`` (median and interquartile band per
 sampler against distinct evaluations) and ``<bench>_<device>_early_stop.png`` (against epochs)
@@ -70,15 +72,16 @@ def by_sampler(runs: list[dict[str, Any]], early_stop: bool) -> dict[str, list[d
 
 
 def curves(runs: list[dict[str, Any]], figure: str) -> np.ndarray:
-    n = min(len(r["ratio"][figure]) for r in runs)
-    return np.array([r["ratio"][figure][:n] for r in runs])
+    """The runs' ratios, a run that stopped short (its cap on asks) held at its last value."""
+    n = max(len(r["ratio"][figure]) for r in runs)
+    return np.array([c + c[-1:] * (n - len(c)) for c in (r["ratio"][figure] for r in runs)])
 
 
 def table(groups: dict[tuple[str, str], list[dict[str, Any]]], figure: str) -> list[str]:
     lines = [
         "| benchmark | device | sampler | seeds | evals to 95% | evals to 99% | ratio @100 | @300 "
-        "| @1000 | asks per distinct |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| @1000 | asks per distinct | distinct at the end |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (bench, device), runs in groups.items():
         for name, mine in by_sampler(runs, False).items():
@@ -90,9 +93,10 @@ def table(groups: dict[tuple[str, str], list[dict[str, Any]]], figure: str) -> l
                 f"{med[k // 10 - 1]:.3f}" if k // 10 <= len(med) else "-" for k in (100, 300, 1000)
             ]
             asks = np.median([r["trials"] / r["distinct"] for r in mine])
+            end = np.median([r["distinct"] for r in mine])
             lines.append(
                 f"| {bench} | {device} | {name} | {len(mine)} | {' | '.join(reach)} | "
-                f"{' | '.join(at)} | {asks:.1f} |"
+                f"{' | '.join(at)} | {asks:.1f} | {end:,.0f} |"
             )
     return lines
 
