@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,31 +51,41 @@ def write_onnx(
     as a batch-1 deployment compiles it).
     """
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    # The exporter logs a warning per torchvision op it cannot register (torchvision is not
-    # a dependency); the file is complete without them.
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
+    # The exporter warns about each torchvision op it cannot register (torchvision is not a
+    # dependency; the file is complete without them), and its graph passes log every step:
+    # under a search's INFO logging that is hundreds of lines per trial.
+    with (
+        torch.no_grad(),
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        _quiet_loggers("torch.onnx", "onnx_ir", "onnxscript"),
+    ):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=shapes,
+            verbose=False,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from the loggers ``names`` inside (their levels restored afterwards)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
     try:
-        with (
-            torch.no_grad(),
-            contextlib.redirect_stdout(io.StringIO()),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                dynamo=True,
-                external_data=False,
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_shapes=shapes,
-                verbose=False,
-            )
+        yield
     finally:
-        exporter_log.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 def ort_session(path: str | os.PathLike[str], *, threads: int) -> Any:
@@ -124,7 +134,11 @@ def quantize_int8(
             batch = next(self._batches, None)
             return None if batch is None else {INPUT: np.ascontiguousarray(batch, np.float32)}
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        warnings.catch_warnings(),
+        _quiet_loggers("onnxruntime.quantization", "onnx_ir", "onnxscript"),
+    ):
         warnings.simplefilter("ignore")
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
