@@ -28,23 +28,25 @@ fast() {
   done
 }
 tpe() {
-  for device in $DEVICES; do
-    $B --bench nb201 --device $device --samplers tpe --max-trials 2000 \
-      --out $R/nb201_$device.tpe.jsonl
+  # 20 seeds on raspi4, 10 elsewhere: about a minute of CPU a run (TPE_SEEDS=20 for all).
+  T="python experiments/search_efficiency/bench.py --evals 1000 --samplers tpe --max-trials 2000"
+  $T --seeds 20 --bench nb201 --device raspi4 --out $R/nb201_raspi4.tpe.jsonl
+  for device in ${DEVICES#raspi4 }; do
+    $T --seeds ${TPE_SEEDS:-10} --bench nb201 --device $device --out $R/nb201_$device.tpe.jsonl
   done
-  $B --bench macro --samplers tpe --max-trials 2000 --out $R/macro_cpu.tpe.jsonl
+  $T --seeds ${TPE_SEEDS:-10} --bench macro --out $R/macro_cpu.tpe.jsonl
 }
 summary() {
   python experiments/search_efficiency/summary.py $R/nb201_*.jsonl $R/macro_cpu*.jsonl \
     > $R/summary.md
 }
 case "${1:-all}" in
-  fast) fast > $R/run_fast.log 2>&1 ;;
-  tpe) tpe > $R/run_tpe.log 2>&1 ;;
+  fast) fast >> $R/run_fast.log 2>&1 ;;
+  tpe) tpe >> $R/run_tpe.log 2>&1 ;;
   summary) summary ;;
   all)
-    fast > $R/run_fast.log 2>&1 &
-    tpe > $R/run_tpe.log 2>&1 &
+    fast >> $R/run_fast.log 2>&1 &
+    tpe >> $R/run_tpe.log 2>&1 &
     wait
     summary
     ;;
