@@ -9,8 +9,9 @@ training images).
 
 Run from the repository root, after the search (the MBConv preset on the CIFAR-10 subset, with
 int8 latency as its objective):
-    flock /tmp/nas-cpu.lock python -m nas search conf=mbconv_pareto data=npz \
-        data.path=../shared/data/cifar10_subset.npz latency=int8 search.study_name=int8_front
+    python -m nas search conf=mbconv_pareto data=npz data.path=../shared/data/cifar10_subset.npz \
+        latency=int8 search.study_name=int8_front search.n_trials=16 evaluator.train_size=5000 \
+        evaluator.threads=1 > experiments/latency/results/int8_front_search.log 2>&1
     flock /tmp/nas-cpu.lock python experiments/latency/int8_front.py outputs/int8_front
 """
 
