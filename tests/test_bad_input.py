@@ -135,7 +135,9 @@ CASES = [
         ("export", "{bad}/arch.yaml", "--weights", "{bad}/other.pt"),
         "does not fit",
     ),
-    Case("arch_unknown_space", ("export", "{bad}/space.yaml"), "unknown search space 'no_such_space'"),
+    Case(
+        "arch_unknown_space", ("export", "{bad}/space.yaml"), "unknown search space 'no_such_space'"
+    ),
     Case("arch_schema", ("show", "{bad}/schema.yaml"), "schema_version 99 is not supported"),
     Case("arch_genotype", ("export", "{bad}/genotype.yaml"), "s1.kernel"),
     Case("arch_missing", ("show", "{bad}/no_such_arch.yaml"), "no such architecture file"),

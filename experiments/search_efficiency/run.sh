@@ -28,13 +28,13 @@ fast() {
   done
 }
 tpe() {
-  # 20 seeds on raspi4, 10 elsewhere: about a minute of CPU a run (TPE_SEEDS=20 for all).
+  # 20 seeds on raspi4, 5 elsewhere: about a minute of CPU a run (TPE_SEEDS=20 for all).
   T="python experiments/search_efficiency/bench.py --evals 1000 --samplers tpe --max-trials 2000"
   $T --seeds 20 --bench nb201 --device raspi4 --out $R/nb201_raspi4.tpe.jsonl
   for device in ${DEVICES#raspi4 }; do
-    $T --seeds ${TPE_SEEDS:-10} --bench nb201 --device $device --out $R/nb201_$device.tpe.jsonl
+    $T --seeds ${TPE_SEEDS:-5} --bench nb201 --device $device --out $R/nb201_$device.tpe.jsonl
   done
-  $T --seeds ${TPE_SEEDS:-10} --bench macro --out $R/macro_cpu.tpe.jsonl
+  $T --seeds ${TPE_SEEDS:-5} --bench macro --out $R/macro_cpu.tpe.jsonl
 }
 summary() {
   python experiments/search_efficiency/summary.py $R/nb201_*.jsonl $R/macro_cpu*.jsonl \
