@@ -12,7 +12,8 @@ int8 latency as its objective):
     python -m nas search conf=mbconv_pareto data=npz data.path=../shared/data/cifar10_subset.npz \
         latency=int8 search.study_name=int8_front search.n_trials=16 evaluator.train_size=5000 \
         evaluator.threads=1 > experiments/latency/results/int8_front_search.log 2>&1
-    flock /tmp/nas-cpu.lock python experiments/latency/int8_front.py outputs/int8_front
+    python experiments/latency/int8_front.py outputs/int8_front --networks completed \
+        > experiments/latency/results/int8_front.log 2>&1
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default="outputs/int8_front")
     parser.add_argument("--calibration-images", type=int, default=256)
+    parser.add_argument(
+        "--networks",
+        choices=("front", "completed"),
+        default="front",
+        help="the Pareto front, or every completed trial (the front among them)",
+    )
     parser.add_argument("--out", default=str(ROOT / "experiments/latency/results/int8_front.json"))
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
@@ -46,9 +53,17 @@ def main() -> None:
     evaluator = nas.make_evaluator(**cfg["evaluator"])
     records = nas.load_trials(run_dir)
     front = nas.pareto_front(records)
-    print(f"{len(records)} trials, front of {len(front)}; load {os.getloadavg()}", flush=True)
+    on_front = {r.trial for r in front}
+    chosen = front
+    if args.networks == "completed":
+        chosen = [r for r in records if r.evaluated and r.duplicate_of is None and not r.pruned]
+    print(
+        f"{len(records)} trials, front of {len(front)}, {len(chosen)} networks; "
+        f"load {os.getloadavg()}",
+        flush=True,
+    )
     rows = []
-    for r in front:
+    for r in chosen:
         t0 = time.perf_counter()
         key = space.identity(r.genotype)
         seed = nas.network_seed(cfg["search"]["seed"], key)
@@ -60,6 +75,7 @@ def main() -> None:
         q = nas.int8_accuracy(model, data, calibration_images=args.calibration_images, threads=1)
         row = {
             "trial": r.trial,
+            "on_front": r.trial in on_front,
             "arch": r.arch,
             "params": r.params,
             "macs": r.macs,
@@ -81,9 +97,13 @@ def main() -> None:
             flush=True,
         )
     drops = [row["drop"] for row in rows]
+    front_drops = [row["drop"] for row in rows if row["on_front"]]
     summary = {
         "run_dir": str(run_dir),
-        "front": len(rows),
+        "networks": args.networks,
+        "measured": len(rows),
+        "front": len(front),
+        "front_drop_points": [100 * d for d in front_drops],
         "trials": len(records),
         "latency_backend": rows[0]["latency_backend"] if rows else None,
         "drop_points_median": 100 * statistics.median(drops),
