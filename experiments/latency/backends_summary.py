@@ -38,6 +38,8 @@ SHORT = {
     "openvino": "OpenVINO",
     "executorch": "ExecuTorch",
 }
+#: One colour per backend in every panel.
+COLOR = {b: f"C{i}" for i, b in enumerate(SHORT)}
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -165,10 +167,10 @@ def plot(path, backends, rel, ms, macs, speedups) -> None:
     a = ax[0, 0]
     for b in backends:
         if b != "torch" and "torch" in backends:
-            a.scatter(mean_ms["torch"], mean_ms[b], s=14, label=SHORT.get(b, b))
+            a.scatter(mean_ms["torch"], mean_ms[b], s=14, label=SHORT.get(b, b), color=COLOR[b])
     a.set_xlabel("eager PyTorch, ms (CPU time)")
     a.set_ylabel("compiled runtime, ms (CPU time)")
-    a.set_title("The same 32 networks: eager against deployment runtimes")
+    a.set_title(f"The same {len(macs)} networks: eager against deployment runtimes")
     a.legend(fontsize=8)
     a = ax[0, 1]
     key = "onnxruntime -> onnxruntime_int8"
@@ -180,14 +182,14 @@ def plot(path, backends, rel, ms, macs, speedups) -> None:
         a.set_title("int8 speed-up per architecture")
     a = ax[1, 0]
     for b in backends:
-        a.scatter(macs / 1e6, mean_ms[b], s=12, label=SHORT.get(b, b))
+        a.scatter(macs / 1e6, mean_ms[b], s=12, label=SHORT.get(b, b), color=COLOR[b])
     a.set_xlabel("MACs (M)")
     a.set_ylabel("ms (CPU time, one thread)")
     a.set_title("MACs against latency in each runtime")
     a.legend(fontsize=8)
     a = ax[1, 1]
     for b in backends:
-        a.scatter(rel[b]["A"], rel[b]["B"], s=12, label=SHORT.get(b, b))
+        a.scatter(rel[b]["A"], rel[b]["B"], s=12, label=SHORT.get(b, b), color=COLOR[b])
     lo = min(float(np.min(rel[b]["A"])) for b in backends)
     hi = max(float(np.max(rel[b]["A"])) for b in backends)
     a.plot([lo, hi], [lo, hi], color="grey", lw=0.8)

@@ -113,7 +113,10 @@ def early_stop_table(groups: dict[tuple[str, str], list[dict[str, Any]]]) -> lis
         for name in on:
             if name not in off:
                 continue
-            a, b = off[name], on[name]
+            # The same seeds on both sides (early stopping may have run fewer).
+            seeds = {r["seed"] for r in off[name]} & {r["seed"] for r in on[name]}
+            a = [r for r in off[name] if r["seed"] in seeds]
+            b = [r for r in on[name] if r["seed"] in seeds]
             cells = []
             for t in TARGETS:
                 e_off = median_reach(a, t, "epochs", "headline")
