@@ -166,14 +166,12 @@ def _open_rdb(
     from optuna.storages import RDBStorage
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         except (IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
-                raise
             time.sleep(0.2 * (attempt + 1) + 0.2 * random.random())
-    raise RuntimeError(f"could not open {url} in {attempts} attempts")
+    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)  # the last try raises its error
 
 
 def _first_line(err: BaseException) -> str:
