@@ -9,6 +9,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from optuna.trial import TrialState
@@ -174,3 +175,33 @@ def test_a_table_that_lacks_the_spaces_networks_fails_before_the_study(tmp_path)
     with pytest.raises(ConfigError, match=r"evaluator: network .* is not in table"):
         run_search(cfg, run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "study.journal").exists()
+
+
+@needs_nb201
+def test_a_table_backed_study_refuses_a_resume_with_another_device(tmp_path):
+    path = nb201_slice(tmp_path, ("none", "skip_connect", "nor_conv_3x3"))
+
+    def cfg(device: str, n_trials: int) -> Any:
+        return compose(
+            [
+                "conf=nb201_table",
+                "space.ops=[none,skip_connect,nor_conv_3x3]",
+                f"evaluator.path={path}",
+                f"latency.path={path}",
+                f"latency.device={device}",
+                f"search.n_trials={n_trials}",
+                "search.progress=false",
+                "report.plots=false",
+            ]
+        )
+
+    run_search(cfg("pixel3", 5), run_dir=tmp_path / "run")
+    journal = tmp_path / "run" / "study.journal"
+    before = journal.read_bytes()
+    with pytest.raises(
+        ConfigError, match=r"latency from table column 'lat_ms_pixel3', not 'lat_ms_raspi4'"
+    ):
+        run_search(cfg("raspi4", 10), run_dir=tmp_path / "run")
+    assert journal.read_bytes() == before  # nothing written
+    resumed = run_search(cfg("pixel3", 8), run_dir=tmp_path / "run")
+    assert len(resumed.study.get_trials()) == 8

@@ -44,6 +44,18 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+#: Study attribute: the table column a table-backed study's latency comes from.
+LATENCY_TABLE = "latency_table"
+
+
+def _latency_table(cfg: DictConfig) -> str | None:
+    """The latency column of a table-backed search (``lat_ms_raspi4``), else None."""
+    lat = cfg.latency
+    if lat.get("source") != "table":
+        return None
+    return str(lat.column).replace("{device}", str(lat.device))  # TableLatency.column_name
+
+
 def open_study(
     cfg: DictConfig, *, run_dir: Path, space: SearchSpace, num_classes: int
 ) -> tuple[optuna.Study, Any]:
@@ -99,6 +111,11 @@ def open_study(
             "objective": s.objective,
         }
     )
+    # A table's latency column (one device's figures): a resume with another device would mix
+    # two devices' milliseconds in one front. Measured latency has its own check per trial
+    # (the study's latency_scale). Kept apart from the identity so that studies recorded
+    # before it still resume; such a study records it at its next start.
+    table = _latency_table(cfg)
     # Under the gate: workers started together would otherwise read each other's half-written
     # identity and refuse the study, and could draw the same worker number.
     starts = 0
@@ -108,7 +125,10 @@ def open_study(
             for k, v in identity.items():
                 study.set_user_attr(k, v)
             recorded = identity
-        if recorded == identity:
+        recorded_table = study.user_attrs.get(LATENCY_TABLE)
+        if recorded == identity and recorded_table in (None, table):
+            if table is not None and recorded_table is None:
+                study.set_user_attr(LATENCY_TABLE, table)
             starts = int(study.user_attrs.get("worker_starts", 0))
             study.set_user_attr("worker_starts", starts + 1)
     if recorded != identity:
@@ -116,6 +136,12 @@ def open_study(
         raise ConfigError(
             f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
             "the same space and data, or choose another study_name"
+        )
+    if recorded_table not in (None, table):
+        raise ConfigError(
+            f"search.study_name {s.study_name!r} exists with latency from table column "
+            f"{recorded_table!r}, not {table!r}; resume it with the same latency.device, or "
+            "choose another study_name"
         )
     if starts:
         # Each worker that ever opened the study samples with its own seed: workers started with
