@@ -273,6 +273,39 @@ def test_a_network_that_keeps_killing_its_worker_is_retried_at_most_twice(tmp_pa
     assert recovery.budget_used(trials) == 1
 
 
+def test_a_signal_during_a_journal_write_waits_for_its_end_and_the_first_names_it(
+    tmp_path, monkeypatch
+):
+    # Seen in CI: a Ctrl-C landing inside Optuna's journal lock release turned into a
+    # FileNotFoundError, the trial failed as an ordinary error and the worker carried on; and
+    # the parent's clean-up SIGTERM, arriving while a worker recorded its Ctrl-C, renamed it.
+    from optuna.storages.journal import JournalFileOpenLock
+
+    from nas._storage.interrupts import Interrupts
+    from nas._storage.journal import JournalFile
+
+    interrupts = Interrupts()
+    monkeypatch.setattr("nas._storage.journal.INTERRUPTS", interrupts)
+    path = tmp_path / "study.journal"
+    journal = JournalFile(str(path), lock_obj=JournalFileOpenLock(str(path)))
+    release = JournalFileOpenLock.release
+
+    def release_with_signals(lock: JournalFileOpenLock) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        release(lock)
+
+    monkeypatch.setattr(JournalFileOpenLock, "release", release_with_signals)
+    written = []
+    with pytest.raises(KeyboardInterrupt), interrupts.installed(), interrupts.evaluation():
+        journal.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "s"}])
+        written.append("after the write")
+    assert not written, "the interrupt comes right after the write"
+    assert interrupts.reason == "Ctrl-C"
+    assert len(path.read_text().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal"], "lock released"
+
+
 @pytest.mark.parametrize("sampled", [0, 1, 2])
 def test_an_interrupt_requeues_the_trials_network_or_a_fresh_one_if_unsampled(tmp_path, sampled):
     # Ctrl-C or SIGTERM while a trial samples its network (``sampled`` of its two choices made)

@@ -13,6 +13,7 @@ from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation
 
 from nas._config import ConfigError
+from nas._storage.interrupts import INTERRUPTS
 
 #: Journal records that only fill in a running trial; the fsync of its tell (or of its failure)
 #: makes them durable together.
@@ -41,7 +42,11 @@ class JournalFile(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        with get_lock_file(self._lock), open(self._file_path, "ab") as fh:
+        with (
+            INTERRUPTS.critical_section(),
+            get_lock_file(self._lock),
+            open(self._file_path, "ab") as fh,
+        ):
             fh.write(text.encode("utf-8"))
             fh.flush()
             if not all(log.get("op_code") in _SYNC_AT_TELL for log in logs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas._index import StudyIndex
 from nas._record import FAILURE, retry_attrs, retry_params, write_worker
 from nas._storage.gate import Gate
+from nas._storage.interrupts import INTERRUPTS as _INTERRUPTS
 from nas._storage.recovery import HOST, recover_dead_trials
 from nas._storage.storage import quiet_heartbeat_warnings
 
@@ -60,60 +60,6 @@ def _heartbeat(storage: BaseStorage, study: optuna.Study, trial: optuna.Trial) -
     finally:
         stop.set()
         thread.join()
-
-
-class _Interrupts:
-    """Ctrl-C and SIGTERM stop a worker only at a point where no trial is left half-recorded.
-
-    During a trial's evaluation they raise ``KeyboardInterrupt`` at once (the trial is failed
-    and re-enqueued); during ask, tell, storage writes and the gate they are deferred to the end
-    of that step. Otherwise a signal landing between ``study.ask()`` and recording the worker
-    leaves a RUNNING trial that no one owns and no one can recover. SIGTERM is what a terminal
-    closing, ``kill``, Slurm's time limit and ``search.n_workers``' clean-up send.
-    """
-
-    def __init__(self) -> None:
-        self.pending = False
-        self.evaluating = False
-        self.reason = "Ctrl-C"
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.reason = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if self.evaluating:
-            self.evaluating = False
-            raise KeyboardInterrupt
-        self.pending = True
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers belong to the main thread
-            return
-        self.pending = False
-        old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-            self.check()
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-
-    def check(self) -> None:
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def evaluation(self) -> Iterator[None]:
-        self.check()
-        self.evaluating = True
-        try:
-            yield
-        finally:
-            self.evaluating = False
-
-
-_INTERRUPTS = _Interrupts()
 
 
 def run_trials(
@@ -183,7 +129,7 @@ def _run_one(
     except KeyboardInterrupt:
         owned = True
         try:
-            trial.set_user_attr(FAILURE, f"interrupted ({_INTERRUPTS.reason})")
+            trial.set_user_attr(FAILURE, f"interrupted ({_INTERRUPTS.reason or 'Ctrl-C'})")
         except optuna.exceptions.UpdateFinishedTrialError:
             owned = False  # failed meanwhile through the heartbeats: that path retries it
         frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
