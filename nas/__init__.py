@@ -23,32 +23,29 @@ Example:
 from __future__ import annotations
 
 from nas import space, zoo
+from nas._accuracy.evaluators import make_evaluator
+from nas._accuracy.proxy import AccuracyResult, NonFiniteLossError
+from nas._accuracy.table import TableEvaluator
 from nas._config import ConfigError, EarlyStopConfig, compose
+from nas._data.data import DataError, Dataset, load_data
+from nas._data.tables import read_table
 from nas._export import export_model
-from nas._measure.data import DataError, Dataset, load_data
-from nas._measure.evaluators import make_evaluator
-from nas._measure.latency import (
-    LatencyResult,
-    LatencySettings,
-    measure_latencies,
-    measure_latency,
-)
-from nas._measure.lookup import LatencyTable
-from nas._measure.onnx import QuantizedAccuracy, int8_accuracy
-from nas._measure.profile import Profile, profile
-from nas._measure.proxy import AccuracyResult, NonFiniteLossError
-from nas._measure.tables import TableEvaluator, TableLatency, read_table
-from nas._record import TrialRecord
+from nas._latency.latency import LatencySettings, measure_latencies, measure_latency
+from nas._latency.lookup import LatencyTable
+from nas._latency.onnx import QuantizedAccuracy, int8_accuracy
+from nas._latency.profile import Profile, profile
+from nas._latency.table import TableLatency
 from nas._report.describe import describe_arch
-from nas._report.pareto import hypervolume, pareto_front
 from nas._report.show import load_trials
 from nas._scaling.procedure import ScalingOutcome, run_scaling
 from nas._search.early_stop import DominanceStopper
-from nas._search.objective import network_seed
 from nas._search.run import SearchResult, run_search
 from nas._search.samplers import make_sampler
 from nas._spaces.arch import Arch, ArchFileError, load_arch, save_arch
 from nas._spaces.build import build_model, load_model
+from nas._trials.latency import LatencyResult
+from nas._trials.pareto import hypervolume, pareto_front
+from nas._trials.record import TrialRecord, network_seed
 
 __all__ = [
     "AccuracyResult",

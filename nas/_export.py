@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._measure.onnx import ONNX_PACKAGES, write_onnx
+from nas._latency.onnx import ONNX_PACKAGES, write_onnx
 from nas._spaces.arch import as_arch
 from nas._spaces.build import ArchLike, load_model
 

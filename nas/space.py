@@ -54,6 +54,7 @@ from nas._models.mbconvnet import (
     scale_stages,
 )
 from nas._models.network import Network, input_sizes, n_params, total_stride
+from nas._models.reparam import reparameterize
 from nas._scaling.compound import (
     PAPER_COEFFICIENTS,
     CompoundGrid,
@@ -65,7 +66,7 @@ from nas._scaling.compound import (
 )
 from nas._spaces.arch import Arch, Genotype, Primitive, as_arch
 from nas._spaces.base import Choice, SearchSpace, stage_lists
-from nas._spaces.build import build_model, reparameterize, space_of
+from nas._spaces.build import build_model, space_of
 from nas._spaces.registry import available_spaces, get_space, make_space, register_space
 
 __all__ = [

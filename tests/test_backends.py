@@ -15,7 +15,7 @@ from torch import nn
 
 import nas
 from nas import LatencyResult, LatencySettings, LatencyTable, measure_latencies
-from nas._measure.backends import BACKENDS, MissingBackendError, require_backend
+from nas._latency.backends import BACKENDS, MissingBackendError, require_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"max_seconds": 0.3, "min_rounds": 5, "reference_resolution": 32, "threads": 1}

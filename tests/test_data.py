@@ -13,7 +13,7 @@ import yaml
 
 import nas
 from nas import DataError, Dataset, load_data
-from nas._measure.data import DATASETS, check_resolution, clear_cache
+from nas._data.data import DATASETS, check_resolution, clear_cache
 
 CONF_DATA = Path(__file__).resolve().parent.parent / "conf" / "data"
 

@@ -25,13 +25,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from nas import run_search
-from nas._record import TrialRecord
 from nas._search.run import space_from_config
 from nas._search.study import open_study
 from nas._storage.gate import make_gate
 from nas._storage.recovery import budget_used, retried_numbers
 from nas._storage.storage import make_storage, sqlalchemy_url
 from nas._storage.workers import run_trials
+from nas._trials.record import TrialRecord
 from tests.test_search import TINY, tiny
 
 ROOT = Path(__file__).resolve().parent.parent

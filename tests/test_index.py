@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 
 import nas
 from nas import TrialRecord
-from nas._index import StudyIndex
-from nas._report.pareto import ParetoFront, pareto_front
 from nas._storage.recovery import budget_used
+from nas._trials.index import StudyIndex
+from nas._trials.pareto import ParetoFront, pareto_front
 from tests.test_search import scripted_evaluator, tiny
 
 

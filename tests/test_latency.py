@@ -19,8 +19,8 @@ from torch import nn
 
 import nas
 from nas import LatencySettings, LatencyTable, TableLatency, measure_latencies, measure_latency
-from nas._measure.latency import reference_model
-from nas._measure.lookup import unit_key
+from nas._latency.latency import reference_model
+from nas._latency.lookup import unit_key
 from nas.space import MBConv
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "latency"
@@ -330,7 +330,7 @@ def test_lookup_table_needs_latency_units_and_a_readable_file(tmp_path):
 
 
 def test_outliers_outside_tukeys_fences_are_dropped():
-    from nas._measure.rounds import kept
+    from nas._latency.rounds import kept
 
     values = np.array([10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 30.0, 2.0])
     q1, q3 = np.percentile(values, [25, 75])
@@ -341,7 +341,7 @@ def test_outliers_outside_tukeys_fences_are_dropped():
 
 
 def test_the_confidence_interval_of_the_median_is_the_binomial_order_statistics():
-    from nas._measure.rounds import median_rel_ci
+    from nas._latency.rounds import median_rel_ci
 
     values = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])  # n = 11
     s = np.sort(values)
@@ -360,7 +360,7 @@ def test_the_confidence_interval_of_the_median_is_the_binomial_order_statistics(
 
 
 def test_ratios_divide_by_the_reference_interpolated_within_the_round():
-    from nas._measure.rounds import summary
+    from nas._latency.rounds import summary
 
     # The machine slows down linearly; the reference's runs open rounds 0..4 and close round 4.
     ref = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -373,7 +373,7 @@ def test_ratios_divide_by_the_reference_interpolated_within_the_round():
 
 
 def test_the_stopping_rule():
-    from nas._measure.rounds import converged
+    from nas._latency.rounds import converged
 
     steady = np.full((20, 2), 1.0) + np.linspace(0, 1e-4, 40).reshape(20, 2)
     assert converged(steady, None, 0.01)

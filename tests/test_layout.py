@@ -22,6 +22,26 @@ INSTRUMENTS_INTERNALS = {
     "experiments/throughput/bench_throughput.py",
 }
 MAX_LINES = 500
+#: The framework's layers, bottom first: a module imports only from its own layer or below.
+#: Study data at the bottom (what every consumer reads), then models and spaces, measurement
+#: (data, accuracy, latency), storage, reports and logging, the search, compound scaling, and
+#: the public modules on top. The README's "Layout" section states the same order.
+LAYERS = [
+    ["nas._io", "nas._plugins", "nas._config"],
+    ["nas._trials"],
+    ["nas._models"],
+    ["nas._spaces"],
+    ["nas._data"],
+    ["nas._accuracy"],
+    ["nas._latency"],
+    ["nas._storage"],
+    ["nas._report"],
+    ["nas._logging"],
+    ["nas._export"],
+    ["nas._search"],
+    ["nas._scaling"],
+    ["nas.space", "nas.zoo", "nas", "nas.__main__"],
+]
 
 
 def module_name(path: Path) -> str:
@@ -97,6 +117,54 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
+
+
+def layer_of(module: str) -> int | None:
+    """Index in :data:`LAYERS` of the longest prefix naming ``module`` (None: unplaced)."""
+    best: tuple[int, int] | None = None
+    for level, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            named = module == prefix or module.startswith(prefix + ".")
+            if named and (best is None or len(prefix) > best[1]):
+                best = (level, len(prefix))
+    return None if best is None else best[0]
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports from a lower layer to a higher one, sorted."""
+    return sorted(
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if (layer_of(b) or 0) > (layer_of(a) or 0)
+    )
+
+
+def import_levels(edges: dict[str, set[str]]) -> int:
+    """Length of the longest import chain (1: a module importing nothing of the framework)."""
+    depth: dict[str, int] = {}
+
+    def visit(v: str) -> int:
+        if v not in depth:
+            depth[v] = 1 + max((visit(w) for w in edges.get(v, ())), default=0)
+        return depth[v]
+
+    return max(map(visit, edges), default=0)
+
+
+def test_every_framework_module_has_a_layer() -> None:
+    assert [m for m in framework_modules() if layer_of(m) is None] == []
+
+
+def test_no_import_points_up_the_layers() -> None:
+    assert upward_imports(graph()) == []
+    assert import_levels(graph()) <= 12, "the import graph grew deeper: a tower, not floors"
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    edges = {"nas._trials.record": {"nas._latency.latency"}, "nas._search.run": {"nas._io"}}
+    assert upward_imports(edges) == [("nas._trials.record", "nas._latency.latency")]
+    assert import_levels({"a": {"b"}, "b": {"c"}, "c": set()}) == 3
 
 
 def test_cycle_finder_finds_a_cycle() -> None:

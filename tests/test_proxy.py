@@ -14,8 +14,8 @@ from torch import nn
 
 import nas
 from nas import AccuracyResult, DataError, Dataset, NonFiniteLossError, load_data, make_evaluator
-from nas._measure.evaluators import EVALUATORS
-from nas._measure.proxy import ProxyEvaluator
+from nas._accuracy.evaluators import EVALUATORS
+from nas._accuracy.proxy import ProxyEvaluator
 
 CONF_EVALUATOR = Path(__file__).resolve().parent.parent / "conf" / "evaluator"
 # Three stages, total stride 8: a real MBConv network small enough to train in a second.
@@ -232,7 +232,7 @@ def test_every_evaluator_config_matches_its_options() -> None:
 
 
 def test_bn_recalibration_sets_running_statistics_to_the_batches_exact_average() -> None:
-    from nas._measure.proxy import _recalibrate_bn
+    from nas._accuracy.proxy import _recalibrate_bn
 
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.Dropout(0.5))
     bn = model[1]
@@ -252,7 +252,7 @@ def test_bn_recalibration_sets_running_statistics_to_the_batches_exact_average()
 
 
 def test_the_proxy_recalibrates_before_every_validation(data: Dataset, monkeypatch) -> None:
-    import nas._measure.proxy as proxy
+    import nas._accuracy.proxy as proxy
 
     seen: list[list[tuple[int, ...]]] = []
     real = proxy._recalibrate_bn

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 
 import nas
 from nas import ConfigError, TrialRecord, compose, run_search
-from nas._report.pareto import hypervolume, pareto_front
 from nas._search.run import space_from_config
+from nas._trials.pareto import hypervolume, pareto_front
 
 # A tiny MBConv space on synthetic data, so that a trial takes about a second.
 TINY = [

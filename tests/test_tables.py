@@ -15,7 +15,9 @@ import pytest
 from optuna.trial import TrialState
 
 from nas import ConfigError, TrialRecord, compose, make_evaluator, run_search
-from nas._measure.tables import TableEvaluator, TableLatency, read_table
+from nas._accuracy.table import TableEvaluator
+from nas._data.tables import read_table
+from nas._latency.table import TableLatency
 from nas._search.run import latency_from_config
 from tests.test_benchmark_spaces import NB201, needs_nb201
 

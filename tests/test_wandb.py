@@ -39,8 +39,8 @@ from optuna.trial import TrialState
 import nas
 from nas import ConfigError
 from nas._logging.wandb import TRIAL_TABLE_COLUMNS, WandbLogger
-from nas._report.pareto import hypervolume_history
 from nas._report.results import Results, write_results
+from nas._trials.pareto import hypervolume_history
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402

@@ -22,12 +22,12 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
-from nas._index import StudyIndex
 from nas._io import finite
 from nas._logging.protocol import FamilyLog
-from nas._record import TrialRecord
-from nas._report.pareto import ParetoFront, hypervolume, hypervolume_history
 from nas._report.results import FRONT_COLUMNS, TRIAL_COLUMNS, Results, trial_rows
+from nas._trials.index import StudyIndex
+from nas._trials.pareto import ParetoFront, hypervolume, hypervolume_history
+from nas._trials.record import TrialRecord
 
 MODES = ("offline", "online", "disabled")
 OPTIONS = ("name", "project", "entity", "mode", "dir", "tags", "group")

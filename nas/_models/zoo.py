@@ -9,9 +9,6 @@ imported (``search_spaces/resnet.py`` registers ``resnet50``, ...): :func:`creat
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +16,7 @@ from torch import nn
 
 from nas._models.googlenet import googlenet
 from nas._models.mbconvnet import EFFICIENTNET_TABLE, efficientnet
-from nas._spaces.registry import PLUGINS
+from nas._plugins import import_plugins
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -38,17 +35,9 @@ def register_model(name: str, factory: ModelFactory) -> None:
     _MODELS[name] = factory
 
 
-def _import_plugins() -> None:
-    """Import every module of the plugin package: spaces register their published networks."""
-    spec = importlib.util.find_spec(PLUGINS)
-    if spec is not None and spec.submodule_search_locations:
-        for module in pkgutil.iter_modules(spec.submodule_search_locations):
-            importlib.import_module(f"{PLUGINS}.{module.name}")
-
-
 def list_models() -> list[str]:
     """Names :func:`create` accepts, sorted (those the spaces register included)."""
-    _import_plugins()
+    import_plugins()
     return sorted(_MODELS)
 
 
@@ -64,7 +53,7 @@ def create(name: str, *, num_classes: int = 1000, **options: Any) -> nn.Module:
         5288548
     """
     if name not in _MODELS:
-        _import_plugins()
+        import_plugins()
     factory = _MODELS.get(name)
     if factory is None:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from nas._measure.profile import profile
+from nas._latency.profile import profile
 from nas._models.network import layer_table, n_params
 from nas._spaces.arch import as_arch
 from nas._spaces.build import ArchLike, build_model, space_of

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nas._io import atomic_write_text, save_figure
-from nas._record import TrialRecord
+from nas._trials.record import TrialRecord
 
 
 def plot_pareto_png(

@@ -16,17 +16,17 @@ from typing import Any
 import optuna
 
 from nas._io import atomic_write_text, to_json
-from nas._measure.latency import LatencyResult
-from nas._record import TrialRecord, genotype_json
-from nas._report.pareto import (
+from nas._report.plots import plot_hypervolume_png, plot_pareto_html, plot_pareto_png
+from nas._spaces.arch import save_arch
+from nas._spaces.base import SearchSpace
+from nas._trials.latency import LatencyResult
+from nas._trials.pareto import (
     hypervolume,
     hypervolume_history,
     pareto_front,
     reference_latency,
 )
-from nas._report.plots import plot_hypervolume_png, plot_pareto_html, plot_pareto_png
-from nas._spaces.arch import save_arch
-from nas._spaces.base import SearchSpace
+from nas._trials.record import TrialRecord, genotype_json
 
 Column = Callable[[TrialRecord, bool], Any]
 

@@ -9,9 +9,9 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from nas._record import TrialRecord
-from nas._report.pareto import pareto_front
 from nas._report.tables import front_table
+from nas._trials.pareto import pareto_front
+from nas._trials.record import TrialRecord
 
 
 def storage_of(target: str | Path) -> optuna.storages.BaseStorage | str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nas._record import TrialRecord
+from nas._trials.record import TrialRecord
 
 if TYPE_CHECKING:
     from rich.table import Table

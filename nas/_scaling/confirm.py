@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from nas._measure.data import Dataset
-from nas._record import TrialRecord
+from nas._data.data import Dataset
 from nas._scaling.compound import CompoundScalingSpace, Point
-from nas._search.objective import network_seed
+from nas._trials.record import TrialRecord, network_seed
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._measure.latency import LatencyResult, LatencySettings, measure_latencies
-from nas._measure.profile import profile
+from nas._latency.latency import LatencySettings, measure_latencies
+from nas._latency.profile import profile
 from nas._models.mbconvnet import EFFICIENTNET_TABLE
 from nas._scaling.compound import (
     PAPER_COEFFICIENTS,
@@ -30,6 +30,7 @@ from nas._scaling.compound import (
 )
 from nas._spaces.arch import Arch, save_arch
 from nas._spaces.build import build_model
+from nas._trials.latency import LatencyResult
 
 MODES = ("search", "official")
 FAMILY_SCALES = ("proxy", "full")

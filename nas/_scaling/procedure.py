@@ -22,12 +22,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from nas._accuracy.evaluators import make_evaluator
 from nas._config import ConfigError, call_with_options, to_dict
+from nas._data.data import load_data
+from nas._latency.latency import LatencySettings
 from nas._logging.logger import make_logger
-from nas._measure.data import load_data
-from nas._measure.evaluators import make_evaluator
-from nas._measure.latency import LatencySettings
-from nas._record import TrialRecord
 from nas._report.tables import front_table
 from nas._scaling.compound import PAPER_COEFFICIENTS, CompoundScalingSpace
 from nas._scaling.confirm import Confirmation, as_mapping, confirm, ranked_networks
@@ -49,6 +48,7 @@ from nas._search.run import (
     space_from_config,
 )
 from nas._spaces.registry import get_space
+from nas._trials.record import TrialRecord
 
 WINNER_RULES = ("accuracy", "latency_budget", "macs_budget")
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from nas._io import atomic_write_text, save_figure, to_json
 from nas._logging.protocol import FamilyLog
-from nas._record import TrialRecord
 from nas._scaling.compound import PAPER_COEFFICIENTS, Point
 from nas._scaling.confirm import Confirmation, Finalist
 from nas._scaling.family import Member
+from nas._trials.record import TrialRecord
 
 if TYPE_CHECKING:
     from rich.table import Table

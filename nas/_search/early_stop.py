@@ -14,8 +14,8 @@ import numpy as np
 import optuna
 
 from nas._config import EarlyStopConfig
-from nas._index import StudyIndex
-from nas._record import TrialRecord
+from nas._trials.index import StudyIndex
+from nas._trials.record import TrialRecord
 
 #: Called after each epoch with (epoch, accuracy); returns why to stop, or ``None`` to go on.
 StopRule = Callable[[int, float], "str | None"]

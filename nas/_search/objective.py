@@ -21,7 +21,6 @@ across a resume (on CPU, with a fixed thread count).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -33,16 +32,17 @@ import torch
 from optuna.trial import TrialState
 
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
-from nas._index import StudyIndex
-from nas._measure.data import Dataset
-from nas._measure.latency import LatencyResult, LatencySettings, measure_latency
-from nas._measure.profile import profile
-from nas._measure.tables import TableLatency
-from nas._record import TrialRecord, write_identity
+from nas._data.data import Dataset
+from nas._latency.latency import LatencySettings, measure_latency
+from nas._latency.profile import profile
+from nas._latency.table import TableLatency
 from nas._search.early_stop import DominanceStopper, StopRule
 from nas._spaces.base import SearchSpace
 from nas._storage.recovery import worker_alive
 from nas._storage.storage import quiet_heartbeat_warnings
+from nas._trials.index import StudyIndex
+from nas._trials.latency import LatencyResult
+from nas._trials.record import TrialRecord, network_seed, write_identity
 
 Values = float | tuple[float, float]
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -78,17 +78,6 @@ def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, w: float) 
     if not math.isfinite(latency_ms) or latency_ms <= 0:
         return 0.0
     return accuracy * (latency_ms / target_ms) ** w
-
-
-def network_seed(seed: int, identity: str) -> int:
-    """The seed of one network's evaluation: a hash of the search's seed and its identity.
-
-    Example:
-        >>> network_seed(0, "a") == network_seed(0, "a") != network_seed(1, "a")
-        True
-    """
-    digest = hashlib.sha256(f"{seed}\0{identity}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def excess(value: float, limit: float | None) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas._index import StudyIndex
+from nas._trials.index import StudyIndex
 
 
 class Progress:

@@ -19,6 +19,7 @@ import optuna
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from nas._accuracy.evaluators import make_evaluator
 from nas._config import (
     ConfigError,
     ConstraintsConfig,
@@ -27,13 +28,10 @@ from nas._config import (
     call_with_options,
     to_dict,
 )
+from nas._data.data import Dataset, check_resolution, load_data
+from nas._latency.latency import LatencySettings, measure_latencies
+from nas._latency.table import TableLatency
 from nas._logging.logger import make_logger
-from nas._measure.data import Dataset, check_resolution, load_data
-from nas._measure.evaluators import make_evaluator
-from nas._measure.latency import LatencyResult, LatencySettings, measure_latencies
-from nas._measure.tables import TableLatency
-from nas._record import TrialRecord
-from nas._report.pareto import pareto_front
 from nas._report.results import Results, write_results
 from nas._search.objective import Objective
 from nas._search.progress import Progress
@@ -43,6 +41,9 @@ from nas._spaces.base import SearchSpace
 from nas._spaces.registry import make_space
 from nas._storage.gate import Gate, make_gate
 from nas._storage.workers import run_trials
+from nas._trials.latency import LatencyResult
+from nas._trials.pareto import pareto_front
+from nas._trials.record import TrialRecord
 
 
 @dataclass

@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError, call_with_options, check_options
-from nas._record import TrialRecord
+from nas._trials.record import TrialRecord
 
 #: Largest grid that ``sampler=grid`` enqueues.
 MAX_GRID = 100_000

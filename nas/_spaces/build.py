@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._models.reparam import reparameterize
 from nas._spaces.arch import Arch, ArchFileError, as_arch
 from nas._spaces.base import SearchSpace
 from nas._spaces.registry import make_space
@@ -50,30 +51,6 @@ def build_model(arch: ArchLike, *, fused: bool = False) -> nn.Module:
         where = str(arch) if isinstance(arch, str | os.PathLike) else "architecture"
         raise ArchFileError(f"{where}: {err}") from None
     return reparameterize(model) if fused else model
-
-
-def reparameterize(model: nn.Module) -> nn.Module:
-    """Put ``model`` in eval mode and fold every reparameterisable block (in place).
-
-    A block is reparameterisable when it has a ``reparameterize()`` method
-    (``nas.space.RepConvBNAct`` does); a network without one is only put in eval mode. Fold after
-    loading trained weights: the folded network has other parameters (``fused.weight``).
-
-    Returns:
-        ``model`` itself.
-
-    Example:
-        >>> from nas.space import RepConvBNAct
-        >>> net = nn.Sequential(RepConvBNAct(3, 8), RepConvBNAct(8, 8))
-        >>> sum(isinstance(m, nn.BatchNorm2d) for m in reparameterize(net).modules())
-        0
-    """
-    model.eval()
-    for module in list(model.modules()):
-        fold = getattr(module, "reparameterize", None)
-        if callable(fold):
-            fold()
-    return model
 
 
 def load_model(

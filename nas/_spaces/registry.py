@@ -8,19 +8,16 @@ said (a config file refers to it with ``name:``). :func:`get_space` imports
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from nas._plugins import import_plugin, plugin_names
 from nas._spaces.base import SearchSpace
 
 S = TypeVar("S", bound=type[SearchSpace])
 
 #: The package the spaces live in, one module each.
-PLUGINS = "search_spaces"
 
 _REGISTRY: dict[str, type[SearchSpace]] = {}
 
@@ -69,11 +66,7 @@ def get_space(name: str) -> type[SearchSpace]:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"unknown search space {name!r}; known: {available_spaces()}")
     if name not in _REGISTRY:
-        try:
-            importlib.import_module(f"{PLUGINS}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name not in (f"{PLUGINS}.{name}", PLUGINS):
-                raise
+        import_plugin(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown search space {name!r}; known: {available_spaces()}")
     return _REGISTRY[name]
@@ -83,9 +76,7 @@ def available_spaces() -> list[str]:
     """Names of the registered spaces and of the modules in ``search_spaces/``."""
     names = set(_REGISTRY)
     # Found by name, as get_space imports them: nas/ never imports a plugin itself.
-    spec = importlib.util.find_spec(PLUGINS)
-    if spec is not None and spec.submodule_search_locations:
-        names.update(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations))
+    names.update(plugin_names())
     return sorted(names)
 
 

@@ -18,9 +18,9 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._index import retry_origin
-from nas._record import FAILURE, TrialRecord, retry_attrs, retry_params
 from nas._storage.storage import MAX_RETRIES, quiet_heartbeat_warnings
+from nas._trials.index import retry_origin
+from nas._trials.record import FAILURE, TrialRecord, retry_attrs, retry_params
 
 HOST = socket.gethostname()
 

@@ -23,8 +23,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
-from nas._record import retry_params
 from nas._storage.journal import JournalFile, check_journal_file
+from nas._trials.record import retry_params
 
 #: How often a trial whose worker died is retried before its failure counts towards the budget
 #: (a network that always kills its worker, e.g. through the kernel's OOM killer, must not be
@@ -144,7 +144,7 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
 
     Optuna queues the retry with the parameters the trial had; a worker lost while it sampled
     the network had made only some choices, and fixing those would make the retry another
-    network, so such a retry samples afresh (as :func:`nas._record.retry_params` decides).
+    network, so such a retry samples afresh (as :func:`nas._trials.record.retry_params` decides).
     """
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -21,12 +21,12 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._index import StudyIndex
-from nas._record import FAILURE, retry_attrs, retry_params, write_worker
 from nas._storage.gate import Gate
 from nas._storage.interrupts import INTERRUPTS as _INTERRUPTS
 from nas._storage.recovery import HOST, recover_dead_trials
 from nas._storage.storage import quiet_heartbeat_warnings
+from nas._trials.index import StudyIndex
+from nas._trials.record import FAILURE, retry_attrs, retry_params, write_worker
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas._measure.data import Dataset, check_resolution
-from nas._measure.proxy import (
+from nas._accuracy.proxy import (
     AccuracyResult,
     Evaluator,
     NonFiniteLossError,
@@ -27,6 +26,7 @@ from nas._measure.proxy import (
     resolve_device,
     seeded,
 )
+from nas._data.data import Dataset, check_resolution
 
 
 @dataclass(frozen=True)

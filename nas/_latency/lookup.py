@@ -21,9 +21,8 @@ import torch
 from torch import nn
 
 from nas._io import atomic_write_text
-from nas._measure.backends import runtime_version
-from nas._measure.latency import (
-    LatencyResult,
+from nas._latency.backends import runtime_version
+from nas._latency.latency import (
     LatencySettings,
     check_resolution,
     describe_device,
@@ -31,6 +30,7 @@ from nas._measure.latency import (
     measure_latencies,
 )
 from nas._models.network import latency_units
+from nas._trials.latency import LatencyResult
 
 _TABLE_VERSION = 1
 _UNITS_PER_ROUND = 20

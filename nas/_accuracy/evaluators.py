@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from nas._measure.proxy import Evaluator, ProxyEvaluator
-from nas._measure.scores import JacobCovEvaluator, SynflowEvaluator
-from nas._measure.tables import TableEvaluator
+from nas._accuracy.proxy import Evaluator, ProxyEvaluator
+from nas._accuracy.scores import JacobCovEvaluator, SynflowEvaluator
+from nas._accuracy.table import TableEvaluator
 
 #: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
 EVALUATORS: dict[str, type[Evaluator]] = {

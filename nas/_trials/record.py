@@ -9,6 +9,7 @@ field, under the field's name, so studies written by earlier versions read back 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._measure.latency import LatencyResult
+from nas._trials.latency import LatencyResult
 
 #: Fields the worker loop writes (who ran the trial, and whether it retries another one);
 #: everything else is the objective's.
@@ -214,3 +215,14 @@ PRUNED = "pruned"
 def genotype_json(genotype: Mapping[str, Any]) -> str:
     """A genotype as one line of JSON with sorted keys (CSV and tables)."""
     return json.dumps(dict(genotype), sort_keys=True)
+
+
+def network_seed(seed: int, identity: str) -> int:
+    """The seed of one network's evaluation: a hash of the search's seed and its identity.
+
+    Example:
+        >>> network_seed(0, "a") == network_seed(0, "a") != network_seed(1, "a")
+        True
+    """
+    digest = hashlib.sha256(f"{seed}\0{identity}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas._spaces.build import reparameterize
+from nas._models.reparam import reparameterize
 
 #: Packages ``torch.onnx.export`` needs (its default, ``torch.export``-based exporter).
 ONNX_PACKAGES = ("onnx", "onnxscript")

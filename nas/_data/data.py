@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._measure.readers import (
+from nas._data.readers import (
     DataError,
     Decoded,
     load_cifar10,

@@ -7,19 +7,17 @@
 
 from __future__ import annotations
 
-import math
 import os
 import platform
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas._measure.backends import BACKENDS, require_backend
-from nas._measure.rounds import CLOCKS, Plan
+from nas._latency.backends import BACKENDS, require_backend
+from nas._latency.rounds import CLOCKS, Plan
 
 #: Setting that selects the built-in reference network (see :func:`reference_model`).
 DEFAULT_REFERENCE = "default"
@@ -51,10 +49,10 @@ class LatencySettings:
             reference; ``relative`` is then ``None``).
         reference_resolution: the reference's input resolution; ``None``: the candidate's.
         steady_allocator: on CPU, first fix glibc's malloc thresholds (see
-            :func:`nas._measure.rounds.steady_malloc`) so that no run pays page faults that
+            :func:`nas._latency.rounds.steady_malloc`) so that no run pays page faults that
             depend on what the process allocated before (70% on one network here); the process
             then keeps freed heap memory.
-        backend: the runtime the network is timed in (:mod:`nas._measure.backends`):
+        backend: the runtime the network is timed in (:mod:`nas._latency.backends`):
             ``torch`` (eager PyTorch), ``onnxruntime`` (the exported ONNX file in ONNX Runtime's
             CPU provider), ``onnxruntime_int8`` (its static int8 quantisation), ``openvino``,
             ``executorch`` (XNNPACK). The reference runs in the same backend. Backends other
@@ -185,78 +183,6 @@ def _device_type(device: object) -> str | None:
 def _check_int(key: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    """Latency of one network, measured interleaved with a reference.
-
-    Attributes:
-        median_ms: median milliseconds of one forward pass on ``clock`` (outlying runs dropped).
-        iqr_ms: interquartile range of the kept runs, in milliseconds.
-        runs: timed runs kept after outlier rejection.
-        relative: median over rounds of candidate time / reference time measured in the same
-            round (drift-cancelled; comparable between results with equal reference, reference
-            resolution and batch size); ``None`` without a reference.
-        reference_ms: the reference's median milliseconds in the same rounds (``None`` without).
-        device: human description of the device (CPU model or CUDA device name).
-        threads: intra-op CPU threads used.
-        torch_version: ``torch.__version__``.
-        batch_size: input batch size.
-        resolution: input resolution (square).
-        clock: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU time of the computing thread(s)),
-            the clock of ``median_ms``, ``iqr_ms``, ``relative`` and ``reference_ms``.
-        wall_ms: median wall-clock milliseconds, whatever ``clock`` is.
-        rounds: rounds run (before outlier rejection).
-        rejected: rounds dropped as outliers (by the ratio when a reference is used, else by ms).
-        rel_ci: half-width of the 95% confidence interval of the reported median (of
-            ``relative`` with a reference, else of ``median_ms``), relative to it.
-        seconds: wall-clock seconds this result cost (its share of the warm-up and rounds).
-        reference: the reference's name (``"efficientnet_b0"`` for the built-in one, else the
-            module's class name; ``None`` without).
-        reference_resolution: the reference's input resolution (``None`` without).
-        backend: the runtime it was timed in (``torch`` for figures of earlier versions).
-        runtime_version: that runtime and its version (``onnxruntime 1.32.0``).
-    """
-
-    median_ms: float
-    iqr_ms: float
-    runs: int
-    relative: float | None
-    reference_ms: float | None
-    device: str
-    threads: int
-    torch_version: str
-    batch_size: int
-    resolution: int
-    clock: str = "wall"
-    wall_ms: float = math.nan
-    rounds: int = 0
-    rejected: int = 0
-    rel_ci: float = math.inf
-    seconds: float = 0.0
-    reference: str | None = None
-    reference_resolution: int | None = None
-    backend: str = "torch"
-    runtime_version: str | None = None
-    raw: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable mapping of the figures (without the raw samples)."""
-        d = asdict(self)
-        d.pop("raw")
-        if not math.isfinite(d["rel_ci"]):
-            d["rel_ci"] = None
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyResult:
-        """The result :meth:`to_dict` wrote (keys this version does not know are ignored)."""
-        known = {f.name for f in fields(cls)} - {"raw"}
-        values = {k: v for k, v in data.items() if k in known}
-        if values.get("rel_ci") is None:
-            values["rel_ci"] = math.inf
-        return cls(**values)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

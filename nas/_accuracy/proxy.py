@@ -4,7 +4,7 @@ An evaluator is a callable ``evaluator(model, data, *, device, on_epoch) -> Accu
 built by :func:`nas.make_evaluator` from the options of ``conf/evaluator/<name>.yaml``. The
 ``proxy`` evaluator trains the model for a small budget and returns its validation accuracy,
 with the per-epoch curve; ``on_epoch`` lets the search stop a trial that is clearly dominated.
-The training-free scores are in :mod:`nas._measure.scores`.
+The training-free scores are in :mod:`nas._accuracy.scores`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._measure.data import Dataset, check_resolution
+from nas._data.data import Dataset, check_resolution
 
 OnEpoch = Callable[[int, float], bool]
 

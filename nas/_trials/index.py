@@ -17,8 +17,8 @@ from typing import ClassVar
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._record import TrialRecord
-from nas._report.pareto import ParetoFront
+from nas._trials.pareto import ParetoFront
+from nas._trials.record import TrialRecord
 
 #: States that count towards ``search.n_trials`` (unless another trial retries them).
 COUNTED = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL})

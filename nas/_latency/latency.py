@@ -1,11 +1,11 @@
 """On-device latency: the measurement functions.
 
-Every figure comes from :mod:`nas._measure.rounds`: the candidates run in rounds interleaved
+Every figure comes from :mod:`nas._latency.rounds`: the candidates run in rounds interleaved
 with a fixed reference network (EfficientNet-B0 at 96 px), and each result reports milliseconds
 and the drift-cancelled *relative* latency side by side, with the spread, the runs kept, the
-device, threads, backend and runtime version. The backend (:mod:`nas._measure.backends`) is the
+device, threads, backend and runtime version. The backend (:mod:`nas._latency.backends`) is the
 runtime both the candidates and the reference run in: eager PyTorch, ONNX Runtime (fp32 or
-int8), OpenVINO or ExecuTorch. The settings and the result are in :mod:`nas._measure.settings`;
+int8), OpenVINO or ExecuTorch. The settings and the result are in :mod:`nas._latency.settings`;
 ``experiments/latency/`` holds the figures behind the defaults.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas._measure.backends import Backend, CompileOptions, Runner, require_backend, runtime_version
-from nas._measure.rounds import (
+from nas._latency.backends import Backend, CompileOptions, Runner, require_backend, runtime_version
+from nas._latency.rounds import (
     Plan,
     Samples,
     kept,
@@ -31,10 +31,9 @@ from nas._measure.rounds import (
     steady_malloc,
     summary,
 )
-from nas._measure.settings import (
+from nas._latency.settings import (
     DEFAULT_REFERENCE,
     DEFAULT_REFERENCE_NAME,
-    LatencyResult,
     LatencySettings,
     _check_int,
     describe_device,
@@ -42,7 +41,8 @@ from nas._measure.settings import (
 )
 from nas._models.mbconvnet import efficientnet
 from nas._models.network import total_stride
-from nas._spaces.build import reparameterize
+from nas._models.reparam import reparameterize
+from nas._trials.latency import LatencyResult
 
 __all__ = [
     "DEFAULT_REFERENCE",

@@ -1,7 +1,7 @@
 """Readers of the datasets ``load_data`` offers: decoded uint8 images and integer labels.
 
 Each reader validates what it reads and raises :class:`DataError` naming the file, array or
-folder at fault; none of them resizes or splits (that is :mod:`nas._measure.data`'s job).
+folder at fault; none of them resizes or splits (that is :mod:`nas._data.data`'s job).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas._measure.onnx import INPUT, calibration_batches, ort_session, quantize_int8, write_onnx
+from nas._latency.onnx import INPUT, calibration_batches, ort_session, quantize_int8, write_onnx
 
 #: A compiled network: one call runs one inference on the input it was compiled with.
 Runner = Callable[[], object]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from nas._record import TrialRecord
+from nas._trials.record import TrialRecord
 
 
 def _dominates(o: TrialRecord, r: TrialRecord) -> bool:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas._spaces.build import reparameterize
+from nas._models.reparam import reparameterize
 
 
 @dataclass(frozen=True)

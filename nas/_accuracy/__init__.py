@@ -1,0 +1,1 @@
+"""Accuracy: evaluators behind one protocol (proxy training, training-free scores, tables)."""

@@ -1,0 +1,1 @@
+"""Data: datasets, their readers and benchmark tables."""

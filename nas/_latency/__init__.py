@@ -1,0 +1,1 @@
+"""Latency: settings, backends, latency sources (measured, table, block predictor), profiles."""

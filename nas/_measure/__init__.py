@@ -1,1 +1,0 @@
-"""Measurement: data, proxy training and training-free scores, latency, lookup table, profile."""

@@ -1,0 +1,1 @@
+"""Study data: the trial record, the study index, the Pareto front (the bottom layer)."""
