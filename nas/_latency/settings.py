@@ -33,8 +33,10 @@ class LatencySettings:
         batch_size: input batch size.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         threads: intra-op CPU threads (``torch.set_num_threads``); ``None`` keeps torch's count
-            at the time of measuring.
-        clock: ``"wall"``: elapsed time (synchronised on CUDA). ``"cpu"`` (CPU device only):
+            at the time of measuring. One by default, as ``conf/latency/cpu.yaml``.
+        clock: ``None`` (the default): ``"cpu"`` on the CPU, ``"wall"`` on CUDA, as the
+            ``latency`` configs. ``"wall"``: elapsed time (synchronised on CUDA).
+            ``"cpu"`` (CPU device only):
             CPU time of the computing thread (of the process when ``threads`` > 1), which leaves
             out the time other processes hold the cores, so it measures the network rather
             than a crowded machine's queue; the wall-clock median is reported beside it.
@@ -72,8 +74,8 @@ class LatencySettings:
 
     batch_size: int = 1
     device: str = "cpu"
-    threads: int | None = None
-    clock: str = "wall"
+    threads: int | None = 1
+    clock: str | None = None
     warmup: int = 5
     min_rounds: int = 10
     max_rounds: int = 200
@@ -87,12 +89,16 @@ class LatencySettings:
     fused: bool = True
 
     def __post_init__(self) -> None:
+        if self.clock is None and _device_type(self.device) in ("cpu", "cuda"):
+            # The defaults measure as a search with conf/latency/cpu.yaml (or cuda.yaml) does.
+            auto = "cpu" if _device_type(self.device) == "cpu" else "wall"
+            object.__setattr__(self, "clock", auto)
         for key in ("batch_size", "min_rounds", "max_rounds"):
             _check_int(key, getattr(self, key), minimum=1)
         _check_int("warmup", self.warmup, minimum=0)
         if self.threads is not None:
             _check_int("threads", self.threads, minimum=1)
-        if self.clock not in CLOCKS:
+        if self.clock is not None and self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {list(CLOCKS)}, got {self.clock!r}")
         if _device_type(self.device) not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
@@ -145,6 +151,9 @@ class LatencySettings:
         unknown = sorted(set(changes) - set(known))
         if unknown:
             raise ValueError(f"{unknown[0]!r} is not a latency setting; known: {', '.join(known)}")
+        new_device = "device" in changes and "clock" not in changes
+        if new_device and _device_type(changes["device"]) != _device_type(self.device):
+            changes["clock"] = None  # derived again for the new device
         return replace(self, **changes) if changes else self
 
     @property
