@@ -36,8 +36,14 @@ def test_no_subcommand_lists_them():
 
 def test_search_end_to_end_writes_every_result_file(tmp_path):
     run = tmp_path / "run"
-    tiny = [o for o in TINY if not o.startswith("report.")]
-    out = nas_cli("search", *tiny, "search.n_trials=6", f"hydra.run.dir={run}")
+    out = nas_cli(
+        "search",
+        *TINY,
+        "report.plots=true",
+        "report.remeasure_front=true",
+        "search.n_trials=6",
+        f"hydra.run.dir={run}",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Pareto front" in out.stdout
     for name in (
@@ -127,11 +133,11 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path):
 
 def test_multirun_runs_one_study_per_value(tmp_path):
     sweep = tmp_path / "sweep"
-    tiny = [o for o in TINY if o != "report.plots=false"]
     out = nas_cli(
         "search",
         "-m",
-        *tiny,
+        *TINY,
+        "report.plots=true",
         "search.n_trials=2",
         "sampler=random,tpe",
         f"hydra.sweep.dir={sweep}",

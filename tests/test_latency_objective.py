@@ -15,24 +15,9 @@ from nas import TrialRecord, compose, run_search
 from nas._search.objective import LATENCY_SCALE, Objective
 
 TINY = [
-    "conf=mbconv_pareto",
-    "data=synthetic",
-    "data.synthetic_size=160",
-    "space.resolution=32",
-    "space.width_mult=0.25",
-    "space.depth_mult=0.5",
-    "space.kernel=[3]",
-    "space.expand=[1,3]",
-    "space.se=[0.0]",
-    "space.stochastic_depth=0.0",
+    "conf=tiny",
     "evaluator.epochs=1",
-    "latency.warmup=1",
-    "latency.min_rounds=3",
-    "latency.max_seconds=0.1",
     "latency.reference_resolution=32",
-    "search.progress=false",
-    "report.plots=false",
-    "report.remeasure_front=false",
     "sampler=random",
 ]
 

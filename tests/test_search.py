@@ -15,26 +15,8 @@ from nas import ConfigError, TrialRecord, compose, run_search
 from nas._search.run import space_from_config
 from nas._trials.pareto import hypervolume, pareto_front
 
-# A tiny MBConv space on synthetic data, so that a trial takes about a second.
-TINY = [
-    "conf=mbconv_pareto",
-    "data=synthetic",
-    "data.synthetic_size=160",
-    "space.resolution=32",
-    "space.width_mult=0.25",
-    "space.depth_mult=0.5",
-    "space.kernel=[3]",
-    "space.expand=[1,3]",
-    "space.se=[0.0]",
-    "space.stochastic_depth=0.0",
-    "evaluator.epochs=2",
-    "latency.warmup=1",
-    "latency.min_rounds=3",
-    "latency.max_seconds=0.1",
-    "search.progress=false",
-    "report.plots=false",
-    "report.remeasure_front=false",
-]
+# conf/conf/tiny.yaml: a tiny MBConv space on synthetic data, so that a trial takes about a second.
+TINY = ["conf=tiny"]
 
 
 def tiny(*extra: str):

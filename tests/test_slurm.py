@@ -41,7 +41,6 @@ from tests.test_distributed import (
     describe,
     pg_study_fixture,  # noqa: F401  (the pg_study fixture)
 )
-from tests.test_search import TINY
 
 PARTITION = os.environ.get("NAS_TEST_SLURM_PARTITION")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -72,8 +71,8 @@ def _slurm_unavailable() -> str | None:
 
 needs_slurm = pytest.mark.skipif(_slurm_unavailable() is not None, reason=str(_slurm_unavailable()))
 
-#: Cheap trials: TINY's space and data (the README command names the preset itself).
-CHEAP = [arg for arg in TINY if not arg.startswith("conf=")] + ["sampler=random"]
+#: Cheap trials: the README command's preset is replaced by conf=tiny (see adapted()).
+CHEAP = ["sampler=random"]
 #: Heartbeats fast enough for a test (the README's defaults are 10 s and 30 s).
 FAST_HEARTBEATS = ["storage.heartbeat_interval=1", "storage.grace_period=3"]
 
@@ -114,8 +113,9 @@ def adapted(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The README's command for the local cluster: CPU instead of GPU, this partition, one CPU
-    per job, the given budget, job count and time limit, and cheap trials."""
+    per job, the given budget, job count and time limit, and cheap trials (conf=tiny)."""
     replace: dict[str, str | None] = {
+        "conf": "tiny",
         "search.study_name": study,
         "search.n_trials": str(n_trials),
         "search.device": "cpu",

@@ -26,24 +26,11 @@ from nas.space import make_space  # noqa: E402
 from nas.zoo import efficientnet, googlenet  # noqa: E402
 
 out = {}
+#: conf/conf/tiny.yaml with two choices per searched option and no early stopping.
 TINY = [
-    "conf=mbconv_pareto",
-    "data=synthetic",
-    "data.synthetic_size=160",
-    "space.resolution=32",
-    "space.width_mult=0.25",
-    "space.depth_mult=0.5",
+    "conf=tiny",
     "space.kernel=[3,5]",
-    "space.expand=[1,3]",
     "space.se=[0.0,0.25]",
-    "space.stochastic_depth=0.0",
-    "evaluator.epochs=2",
-    "latency.warmup=1",
-    "latency.min_rounds=3",
-    "latency.max_seconds=0.1",
-    "search.progress=false",
-    "report.plots=false",
-    "report.remeasure_front=false",
     "search.early_stop.enabled=false",
 ]
 
