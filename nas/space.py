@@ -58,6 +58,7 @@ from nas._models.reparam import reparameterize
 from nas._scaling.compound import (
     PAPER_COEFFICIENTS,
     CompoundGrid,
+    CompoundScalable,
     CompoundScaling,
     CompoundScalingSpace,
     Point,
@@ -78,6 +79,7 @@ __all__ = [
     "Arch",
     "Choice",
     "CompoundGrid",
+    "CompoundScalable",
     "CompoundScaling",
     "CompoundScalingSpace",
     "ConvBNAct",

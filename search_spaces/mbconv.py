@@ -157,6 +157,26 @@ class MBConvSpace(SearchSpace):
             cin = cout
         return scale_stages(rows, width_mult=self.width_mult, depth_mult=self.depth_mult)
 
+    @classmethod
+    def scale_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        width: float,
+        depth: float,
+        resolution: int,
+        **extra: float,
+    ) -> dict[str, Any]:
+        """Compound scaling (``nas.space.CompoundScalable``): multiply width and depth."""
+        scaled = dict(options)
+        scaled.update(
+            width_mult=float(scaled.get("width_mult", 1.0)) * width,
+            depth_mult=float(scaled.get("depth_mult", 1.0)) * depth,
+            resolution=resolution,
+            **extra,
+        )
+        return scaled
+
     def build(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> nn.Module:
         genotype = self.validate(genotype)
         return MBConvNet(

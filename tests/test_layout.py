@@ -217,3 +217,34 @@ def test_spaces_and_experiments_use_public_names_only(path: Path) -> None:
         if m.split(".")[0] == "nas" and m.split(".")[1:2] != [] and m.split(".")[1].startswith("_")
     )
     assert not private, f"{path.relative_to(ROOT)} imports private {private}"
+
+
+def string_literals(path: Path) -> set[str]:
+    """String constants of a module's code (docstrings, and so doctests, left out)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    }
+
+
+def test_the_framework_names_no_plugin_and_finds_them_in_one_place() -> None:
+    # Compound scaling once required the space "mbconv" by string: no import showed it.
+    plugins = {p.stem for p in (ROOT / "search_spaces").glob("*.py")} - {"__init__"}
+    for name, path in framework_modules().items():
+        named = sorted(string_literals(path) & (plugins | {"search_spaces"}))
+        if name == "nas._plugins":
+            assert named == ["search_spaces"]
+            continue
+        assert not named, f"{name} names plugins {named}"

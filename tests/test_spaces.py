@@ -155,7 +155,7 @@ def test_too_tight_tolerance_names_the_closest_points() -> None:
 def test_compound_refuses_a_non_mbconv_base() -> None:
     inception = nas.space.make_space("inception", resolution=32, modules=["3a"])
     base = inception.arch(inception.random_genotype(0), num_classes=10).to_dict()
-    with pytest.raises(ValueError, match=r"needs an MBConv base network.*'inception'"):
+    with pytest.raises(ValueError, match=r"base network whose space can be scaled.*'inception'"):
         nas.space.make_space("compound", resolution=32, base=base)
 
 

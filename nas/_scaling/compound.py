@@ -4,10 +4,11 @@ Optuna's GridSampler cannot filter a grid by a constraint and wants primitive ca
 values, so :class:`CompoundGrid` enumerates the admissible points itself; a space exposes them
 as one categorical whose values are the points' string keys (``"a1.2_b1.1_g1.15"``).
 
-Given φ, :class:`CompoundScaling` maps a base MBConv architecture to depth α^φ, width β^φ and
-resolution γ^φ (layers rounded up, channels to multiples of 8, resolution to a multiple of 8);
-each scaled member is an ordinary ``mbconv`` architecture. :class:`CompoundScalingSpace` is
-the base class of a space over the grid.
+Given φ, :class:`CompoundScaling` maps a base architecture to depth α^φ, width β^φ and
+resolution γ^φ (resolution to a multiple of 8; the space rounds layers and channels); each
+scaled member is an ordinary architecture of the base's space, which says how through
+:class:`CompoundScalable` (no space is named here). :class:`CompoundScalingSpace` is the base
+class of a space over the grid.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from nas._models.mbconvnet import EFFICIENTNET_TABLE
 from nas._spaces.arch import Arch, Primitive
 from nas._spaces.base import Choice, SearchSpace
 from nas._spaces.build import build_model, space_of
+from nas._spaces.registry import get_space
 
 #: The paper's coefficients (section 4.2: "α = 1.2, β = 1.1, γ = 1.15").
 PAPER_COEFFICIENTS = (1.2, 1.1, 1.15)
@@ -163,17 +165,39 @@ def round_resolution(resolution: float) -> int:
     return max(8, round(resolution / 8.0) * 8)
 
 
+@runtime_checkable
+class CompoundScalable(Protocol):
+    """A space whose networks compound scaling can scale: the space author's side of it.
+
+    The space class says how its options change when a network is made ``width`` times wider,
+    ``depth`` times deeper and run at ``resolution`` (``extra``: further options a published
+    family sets per member, such as ``dropout``). Builders never mutate what they are given.
+    """
+
+    @classmethod
+    def scale_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        width: float,
+        depth: float,
+        resolution: int,
+        **extra: float,
+    ) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class CompoundScaling:
-    """Scales a base ``mbconv`` architecture in depth, width and resolution.
+    """Scales a base architecture in depth, width and resolution.
 
     Args:
-        base: the base network, an ``mbconv`` architecture (EfficientNet-B0 in the paper).
+        base: the base network, an architecture of a :class:`CompoundScalable` space
+            (EfficientNet-B0 in the paper).
         resolution: the family's base resolution (default: the base architecture's).
         base_width: extra width multiplier of the base (a reduced proxy network when < 1).
 
     Raises:
-        ValueError: the base is not an ``mbconv`` architecture, or a bad number.
+        ValueError: the base's space cannot be scaled, or a bad number.
     """
 
     base: Arch
@@ -181,10 +205,12 @@ class CompoundScaling:
     base_width: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.base.space != "mbconv":
+        space = get_space(self.base.space)
+        if not isinstance(space, CompoundScalable):
             raise ValueError(
-                f"compound scaling needs an MBConv base network; the base is an architecture "
-                f"of space {self.base.space!r}"
+                "compound scaling needs a base network whose space can be scaled (its class "
+                "implements nas.space.CompoundScalable.scale_options); the base is an "
+                f"architecture of space {self.base.space!r}"
             )
         if self.resolution is None:
             object.__setattr__(self, "resolution", self.base.resolution)
@@ -196,15 +222,16 @@ class CompoundScaling:
         return replace(self, resolution=self.base.resolution, base_width=1.0)
 
     def _member(self, *, width: float, depth: float, resolution: int, **extra: float) -> Arch:
-        opts = dict(self.base.space_options)
-        opts.update(
-            width_mult=float(opts.get("width_mult", 1.0)) * self.base_width * width,
-            depth_mult=float(opts.get("depth_mult", 1.0)) * depth,
+        space: CompoundScalable = get_space(self.base.space)  # type: ignore[assignment]
+        opts = space.scale_options(
+            self.base.space_options,
+            width=self.base_width * width,
+            depth=depth,
             resolution=resolution,
             **extra,
         )
         return Arch(
-            space="mbconv",
+            space=self.base.space,
             genotype=dict(self.base.genotype),
             resolution=resolution,
             num_classes=self.base.num_classes,
@@ -212,7 +239,7 @@ class CompoundScaling:
         )
 
     def scaled(self, point: Point, phi: float, *, num_classes: int) -> Arch:
-        """The base scaled by ``point`` at ``phi``, as an ``mbconv`` architecture."""
+        """The base scaled by ``point`` at ``phi``, an architecture of the base's space."""
         member = self._member(
             width=point.beta**phi,
             depth=point.alpha**phi,
@@ -280,7 +307,7 @@ def meta_size(arch: Arch) -> Size:
 
 
 def blocks(arch: Arch) -> int:
-    """Number of MBConv blocks of an ``mbconv`` architecture's network (after depth rounding)."""
+    """Number of blocks of an architecture's network: its stages' layers after depth rounding."""
     with torch.device("meta"):
         model = build_model(arch)
     return sum(s.layers for s in getattr(model, "stage_configs", ()))
@@ -315,11 +342,11 @@ class CompoundScalingSpace(SearchSpace):
         return self.grid_spec.point(str(self.validate(genotype)["point"]))
 
     def scaled_arch(self, point: Point, phi: float, *, num_classes: int) -> Arch:
-        """The base network scaled by ``point`` at ``phi``, as an ``mbconv`` architecture."""
+        """The base network scaled by ``point`` at ``phi`` (an architecture of its space)."""
         return self.scaling.scaled(point, phi, num_classes=num_classes)
 
     def member(self, genotype: Mapping[str, Primitive], *, num_classes: int) -> Arch:
-        """The ``mbconv`` architecture of a genotype at this space's φ."""
+        """The scaled architecture of a genotype at this space's φ."""
         return self.scaled_arch(self.point(genotype), self.phi, num_classes=num_classes)
 
     def resolution_of(self, genotype: Mapping[str, Primitive]) -> int:
