@@ -78,6 +78,10 @@ class SearchConfig:
     threads: int | None = 1
     n_workers: int = 1
     progress: bool = True
+    # Resume a study whose recorded protocol (evaluator, data, latency, seed, objective, space)
+    # differs from this run's; the change is recorded on the study (user attribute
+    # protocol_changes). Without it such a resume is refused before anything is written.
+    allow_protocol_change: bool = False
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     mnas: MnasConfig = field(default_factory=MnasConfig)

@@ -137,7 +137,14 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         seed=s.seed,
         prune_duplicates=cfg.sampler.name != "grid",
     )
-    study, storage = open_study(cfg, run_dir=run_dir, space=space, num_classes=first.num_classes)
+    study, storage = open_study(
+        cfg,
+        run_dir=run_dir,
+        space=space,
+        num_classes=first.num_classes,
+        evaluator=evaluator,
+        latency=latency,
+    )
     gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
     return Prepared(space, objective, study, storage, gate, grid)
 

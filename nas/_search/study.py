@@ -1,25 +1,46 @@
 """Opening the study: directions, sampler, pruner, storage, and the check that a resume fits.
 
-A study records what it searches (space, options, classes, objective); a command that would
-resume it with anything else is refused before a trial runs. Each worker that opens a study
-samples with its own seed, so workers started with the same command do not propose the same
-networks.
+A study records its protocol when it is created: everything that changes what a trial's
+numbers mean (:class:`nas._trials.study.StudyProtocol`). A command that would resume it with
+another protocol is refused before anything is written, naming the first setting that differs,
+unless ``search.allow_protocol_change`` is set, which records the change on the study. Each
+worker that opens a study samples with its own seed, so workers started with the same command
+do not propose the same networks.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 from omegaconf import DictConfig
 
+from nas._accuracy.evaluators import make_evaluator
 from nas._config import ConfigError, to_dict
+from nas._data.data import load_data
+from nas._latency.settings import LatencySettings
+from nas._latency.table import TableLatency
 from nas._search.samplers import make_sampler
 from nas._spaces.base import SearchSpace
 from nas._storage.gate import make_gate
 from nas._storage.storage import make_storage
+from nas._trials.study import (
+    LATENCY_SCALE,
+    PROTOCOL_CHANGES,
+    UNSET,
+    Change,
+    StudyProtocol,
+    group_of,
+    legacy_settings,
+    plain,
+    show,
+)
 
 OBJECTIVES = {"pareto": ["maximize", "minimize"], "mnas": ["maximize"]}
 
@@ -39,37 +60,147 @@ def _pruner(cfg: DictConfig) -> optuna.pruners.BasePruner | None:
     return pruners[s.mnas.pruner]()
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as the study stores it (JSON values)."""
-    return json.loads(json.dumps(value))
+def study_protocol(
+    cfg: DictConfig,
+    *,
+    space: SearchSpace,
+    num_classes: int,
+    evaluator: Any = None,
+    latency: Any = None,
+) -> StudyProtocol:
+    """The protocol of the search ``cfg`` describes, every group with its defaults filled in.
+
+    ``evaluator`` and ``latency``: the objects made from ``cfg`` (made here when not given), so
+    that a setting left to its default and the same value written out are one protocol.
+    """
+    s = cfg.search
+    if evaluator is None:
+        evaluator = make_evaluator(**to_dict(cfg.evaluator))
+    options = to_dict(cfg.latency)
+    source = str(options.pop("source", "measured"))
+    if latency is None:
+        if source == "measured":
+            latency = LatencySettings(**options)
+        elif source == "table":
+            latency = TableLatency(**options)
+        else:  # another source: its settings as configured
+            latency = {"source": source, **options}
+    objective_options: dict[str, Any] = {
+        f"constraints.{k}": v for k, v in to_dict(s.constraints).items()
+    }
+    if s.objective == "mnas":  # the reward's target and exponent; the pruner changes no number
+        objective_options.update({"mnas.target_ms": s.mnas.target_ms, "mnas.w": s.mnas.w})
+    return StudyProtocol(
+        space=space.name,
+        space_options=space.options(),
+        num_classes=num_classes,
+        objective=s.objective,
+        objective_options=objective_options,
+        seed=s.seed,
+        evaluator=_evaluator_settings(evaluator, to_dict(cfg.evaluator)),
+        data=_data_settings(to_dict(cfg.data)),
+        latency=_latency_settings(latency, source),
+    )
 
 
-#: Study attribute: the table column a table-backed study's latency comes from.
-LATENCY_TABLE = "latency_table"
+def _evaluator_settings(evaluator: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    name = getattr(evaluator, "name", options.get("name"))
+    if is_dataclass(evaluator) and not isinstance(evaluator, type):
+        return plain({"name": name, **asdict(evaluator)})
+    return plain({"name": name, **options})
 
 
-def _latency_table(cfg: DictConfig) -> str | None:
-    """The latency column of a table-backed search (``lat_ms_raspi4``), else None."""
-    lat = cfg.latency
-    if lat.get("source") != "table":
-        return None
-    return str(lat.column).replace("{device}", str(lat.device))  # TableLatency.column_name
+def _data_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``load_data``'s keywords with their defaults, the resolution (the space's) left out."""
+    params = inspect.signature(load_data).parameters
+    settings = {
+        n: p.default
+        for n, p in params.items()
+        if n != "resolution" and p.default is not inspect.Parameter.empty
+    }
+    settings.update(options)
+    return plain({"name": settings.pop("name"), **settings})
+
+
+def _latency_settings(latency: Any, source: str) -> dict[str, Any]:
+    """A latency source's settings as the ``latency`` group names them, ``source`` first.
+
+    Settings nested in the source (a predictor's measuring settings) are its group's keys too.
+    """
+    if not is_dataclass(latency) or isinstance(latency, type):
+        return plain({"source": source, **dict(latency)})
+    settings: dict[str, Any] = {}
+    for key, value in asdict(latency).items():
+        if isinstance(value, Mapping):
+            settings.update(value)
+        elif key != "source":
+            settings[key] = value
+    if isinstance(latency, TableLatency):
+        settings["column"] = latency.column_name  # the column read: one device's figures
+    return plain({"source": source, **settings})
+
+
+#: Latency settings a measured study's latency objective is relative to (the objective's
+#: ``latency_scale``): figures of another reference or runtime cannot join its front at all.
+_SCALE_KEYS = ("reference", "reference_resolution", "backend", "batch_size")
+
+
+def _refusal(
+    study_name: str, change: Change, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> str:
+    """The one line that refuses a resume: the first changed setting, and what to do."""
+    why = f"different {group_of(change.key)}"
+    columns = (old.get("latency.column"), new.get("latency.column"))
+    if old.get("latency.source") == new.get("latency.source") == "table" and len(set(columns)) == 2:
+        why = f"latency from table column {columns[0]!r}, not {columns[1]!r}"
+    return (
+        f"the study {study_name!r} was created with {change.key}={show(change.old)}; this run has "
+        f"{change.key}={show(change.new)} ({why}). Use a new search.study_name, or pass "
+        "search.allow_protocol_change=true to resume anyway (recorded on the study)"
+    )
+
+
+def _check_scale(study: optuna.Study, changes: list[Change]) -> None:
+    """Refuse, even when allowed, a change of what the latency objective is relative to."""
+    scale = study.user_attrs.get(LATENCY_SCALE)
+    if not isinstance(scale, Mapping) or scale.get("ms") is None:
+        return
+    for c in changes:
+        if c.key in {f"latency.{k}" for k in _SCALE_KEYS} and UNSET not in (c.old, c.new):
+            raise ConfigError(
+                f"the study {study.study_name!r} measures latency relative to its reference with "
+                f"{c.key}={show(c.old)}; this run has {c.key}={show(c.new)}, whose figures "
+                "cannot join its front even with search.allow_protocol_change: use a new "
+                "search.study_name"
+            )
 
 
 def open_study(
-    cfg: DictConfig, *, run_dir: Path, space: SearchSpace, num_classes: int
+    cfg: DictConfig,
+    *,
+    run_dir: Path,
+    space: SearchSpace,
+    num_classes: int,
+    evaluator: Any = None,
+    latency: Any = None,
 ) -> tuple[optuna.Study, Any]:
     """Create the study, or load it when ``search.study_name`` exists; returns it and its storage.
 
+    ``evaluator`` and ``latency``: the run's (see :func:`study_protocol`).
+
     Raises:
-        ConfigError: a bad objective, pruner, sampler or storage, or a study of that name that
-            searches something else (another space, options, classes or objective).
+        ConfigError: a bad objective, pruner, sampler or storage, or a study of that name whose
+            protocol differs (another space, classes, objective, seed, evaluator, data or
+            latency setting) without ``search.allow_protocol_change``; nothing is written then.
     """
     s = cfg.search
     if s.objective not in OBJECTIVES:
         raise ConfigError(
             f"search.objective must be one of {list(OBJECTIVES)}, got {s.objective!r}"
         )
+    protocol = study_protocol(
+        cfg, space=space, num_classes=num_classes, evaluator=evaluator, latency=latency
+    )
     c = s.constraints
     constrained = any(v is not None for v in (c.max_latency_ms, c.max_params, c.max_macs))
     sampler = make_sampler(to_dict(cfg.sampler), seed=s.seed, constrained=constrained)
@@ -103,46 +234,10 @@ def open_study(
             f"search.study_name {s.study_name!r} exists with directions {existing}, not "
             f"{directions}; choose another study_name"
         )
-    identity = _plain(
-        {
-            "space": space.name,
-            "space_options": space.options(),
-            "num_classes": num_classes,
-            "objective": s.objective,
-        }
-    )
-    # A table's latency column (one device's figures): a resume with another device would mix
-    # two devices' milliseconds in one front. Measured latency has its own check per trial
-    # (the study's latency_scale). Kept apart from the identity so that studies recorded
-    # before it still resume; such a study records it at its next start.
-    table = _latency_table(cfg)
     # Under the gate: workers started together would otherwise read each other's half-written
-    # identity and refuse the study, and could draw the same worker number.
-    starts = 0
+    # record and refuse the study, and could draw the same worker number.
     with make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)():
-        recorded = {k: study.user_attrs.get(k) for k in identity}
-        if all(v is None for v in recorded.values()):
-            for k, v in identity.items():
-                study.set_user_attr(k, v)
-            recorded = identity
-        recorded_table = study.user_attrs.get(LATENCY_TABLE)
-        if recorded == identity and recorded_table in (None, table):
-            if table is not None and recorded_table is None:
-                study.set_user_attr(LATENCY_TABLE, table)
-            starts = int(study.user_attrs.get("worker_starts", 0))
-            study.set_user_attr("worker_starts", starts + 1)
-    if recorded != identity:
-        changed = next(k for k in identity if recorded[k] != identity[k])
-        raise ConfigError(
-            f"search.study_name {s.study_name!r} exists with a different {changed}; resume it with "
-            "the same space and data, or choose another study_name"
-        )
-    if recorded_table not in (None, table):
-        raise ConfigError(
-            f"search.study_name {s.study_name!r} exists with latency from table column "
-            f"{recorded_table!r}, not {table!r}; resume it with the same latency.device, or "
-            "choose another study_name"
-        )
+        starts = _check_protocol(study, protocol, allow=bool(s.allow_protocol_change))
     if starts:
         # Each worker that ever opened the study samples with its own seed: workers started with
         # the same command (or a resumed run) would otherwise propose the same networks in the
@@ -151,3 +246,45 @@ def open_study(
             to_dict(cfg.sampler), seed=s.seed + starts, constrained=constrained
         )
     return study, storage
+
+
+def _check_protocol(study: optuna.Study, protocol: StudyProtocol, *, allow: bool) -> int:
+    """Compare the run's protocol with the study's, record it, count the start (under the gate).
+
+    Returns how many workers opened the study before this one. Raises before writing anything
+    when the protocols differ and ``allow`` is false.
+    """
+    attrs = study.user_attrs
+    recorded = StudyProtocol.from_attrs(attrs)
+    legacy = legacy_settings(attrs) if recorded is None else {}
+    old = recorded.settings() if recorded is not None else legacy
+    changes = protocol.changes(old)
+    if recorded is None:  # a new study, or one of an earlier version: only what it recorded
+        changes = [c for c in changes if c.key in legacy]
+    if changes and not allow:
+        raise ConfigError(_refusal(study.study_name, changes[0], old, protocol.settings()))
+    if changes:
+        _check_scale(study, changes)
+        history = list(attrs.get(PROTOCOL_CHANGES) or [])
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        history.append({"at": at, "changes": [[c.key, c.old, c.new] for c in changes]})
+        study.set_user_attr(PROTOCOL_CHANGES, plain(history))
+        listed = ", ".join(map(str, changes[:3])) + (", ..." if len(changes) > 3 else "")
+        print(
+            f"nas search: the study {study.study_name!r} resumes with a changed protocol "
+            f"({listed}); recorded on the study ({PROTOCOL_CHANGES})",
+            file=sys.stderr,
+        )
+    elif recorded is None and legacy:
+        print(
+            f"nas search: the study {study.study_name!r} was created by an earlier nas without "
+            "a protocol record; recorded this run's (evaluator, data, latency, seed): later "
+            "resumes must match it",
+            file=sys.stderr,
+        )
+    if recorded != protocol:
+        for key, value in protocol.to_attrs().items():
+            study.set_user_attr(key, value)
+    starts = int(attrs.get("worker_starts", 0))
+    study.set_user_attr("worker_starts", starts + 1)
+    return starts
