@@ -106,7 +106,10 @@ def test_bad_tables_name_what_is_wrong(table, make, message):
 
 
 def test_latency_source_must_be_known(table):
-    with pytest.raises(ConfigError, match=r"latency\.source must be measured or table"):
+    with pytest.raises(
+        ConfigError,
+        match=r"latency\.source must be one of measured, table, predictor.*, got 'guess'",
+    ):
         latency_from_config({"source": "guess"})
     assert isinstance(
         latency_from_config({"source": "table", "path": str(table), "device": "phone"}),

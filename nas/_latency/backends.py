@@ -55,6 +55,8 @@ class Backend:
         caller_thread: with one thread, inference runs in the calling thread, so the
             thread's CPU time measures it; otherwise the process's CPU time is used.
         compile: ``compile(module, input, options) -> Runner``.
+        calibrates: it quantises the network on calibration images first (training images in a
+            search, as deployed).
     """
 
     name: str
@@ -63,6 +65,7 @@ class Backend:
     runtime: str
     caller_thread: bool
     compile: Callable[[nn.Module, torch.Tensor, CompileOptions], Runner]
+    calibrates: bool = False
 
 
 class MissingBackendError(ImportError):
@@ -160,6 +163,7 @@ BACKENDS: dict[str, Backend] = {
             "onnxruntime",
             True,
             _onnxruntime_int8,
+            calibrates=True,
         ),
         Backend(
             "openvino", ("onnx", "onnxscript", "openvino"), "openvino", "openvino", False, _openvino

@@ -11,7 +11,7 @@ import os
 import platform
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -155,6 +155,14 @@ class LatencySettings:
         if new_device and _device_type(changes["device"]) != _device_type(self.device):
             changes["clock"] = None  # derived again for the new device
         return replace(self, **changes) if changes else self
+
+    #: Measured settings time networks on this device (see ``nas._latency.source``).
+    measured: ClassVar[bool] = True
+
+    @property
+    def calibration_images_needed(self) -> int:
+        """Training images the backend calibrates on before timing (0: none, not int8)."""
+        return self.calibration_images if BACKENDS[self.backend].calibrates else 0
 
     @property
     def reference_name(self) -> str | None:

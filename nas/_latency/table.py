@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
+from torch import nn
 
 from nas._data.tables import check_column, table_row
 from nas._trials.latency import LatencyResult
@@ -30,6 +33,8 @@ class TableLatency:
     key: str = "unique_str"
     device: str = "raspi4"
     column: str = "lat_ms_{device}"
+    #: Read, not timed here (see ``nas._latency.source``).
+    measured: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.source != "table":
@@ -39,6 +44,17 @@ class TableLatency:
     @property
     def column_name(self) -> str:
         return self.column.replace("{device}", str(self.device))
+
+    def latency_of(
+        self,
+        model: nn.Module,
+        *,
+        identity: str,
+        resolution: int,
+        images: Callable[[int], torch.Tensor] | None = None,
+    ) -> LatencyResult:
+        """The table's figure of the network ``identity`` (the model is not run)."""
+        return self.lookup(identity, resolution=resolution)
 
     def check(self, identity: str) -> None:
         """Raise ``ValueError`` unless the table holds the network ``identity``."""

@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 from nas._accuracy.evaluators import make_evaluator
 from nas._config import ConfigError, call_with_options, to_dict
 from nas._data.data import load_data
-from nas._latency.latency import LatencySettings
 from nas._logging.logger import make_logger
 from nas._report.tables import front_table
 from nas._scaling.compound import PAPER_COEFFICIENTS, CompoundScalingSpace
@@ -199,8 +198,11 @@ def run_scaling(cfg: DictConfig, *, run_dir: str | Path | None = None) -> Scalin
     check_scaling(sc)
     space = _scalable_space(cfg)
     latency = latency_from_config(to_dict(cfg.latency))
-    if not isinstance(latency, LatencySettings):
-        raise ConfigError("latency=table cannot time a scaled family: step 2 builds new networks")
+    if not latency.measured:
+        raise ConfigError(
+            "latency from a table or a predictor cannot time a scaled family: step 2 builds "
+            "new networks, timed on this device (use latency=cpu or another measured one)"
+        )
     base = space.options()["base"]
     base_desc = base if isinstance(base, str) else "architecture mapping"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,9 @@ from optuna.trial import TrialState
 
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
 from nas._data.data import Dataset
-from nas._latency.latency import LatencySettings, measure_latency
+from nas._latency.latency import LatencySettings
 from nas._latency.profile import profile
-from nas._latency.table import TableLatency
+from nas._latency.source import LatencySource, latency_of
 from nas._search.early_stop import DominanceStopper, StopRule
 from nas._spaces.base import SearchSpace
 from nas._storage.recovery import worker_alive
@@ -110,7 +110,7 @@ class Objective:
     space: SearchSpace
     data: Callable[[int], Dataset]
     evaluator: Callable[..., Any]
-    latency: LatencySettings | TableLatency
+    latency: LatencySource | LatencySettings
     num_classes: int
     device: str = "cpu"
     objective: str = "pareto"
@@ -223,13 +223,12 @@ class Objective:
 
     def _latency(self, model: torch.nn.Module, key: str, resolution: int) -> LatencyResult:
         """Measured on this device, or read from a benchmark's table."""
-        if isinstance(self.latency, TableLatency):
-            return self.latency.lookup(key, resolution=resolution)
-        calibration = None
-        if self.latency.backend == "onnxruntime_int8":  # the first training images
-            calibration = self.data(resolution).x_train[: self.latency.calibration_images]
-        return measure_latency(
-            model, resolution=resolution, settings=self.latency, calibration=calibration
+        return latency_of(
+            self.latency,
+            model,
+            identity=key,
+            resolution=resolution,
+            images=lambda r: self.data(r).x_train,
         )
 
     @staticmethod

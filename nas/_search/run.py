@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import torch
@@ -30,7 +30,7 @@ from nas._config import (
 )
 from nas._data.data import Dataset, check_resolution, load_data
 from nas._latency.latency import LatencySettings, measure_latencies
-from nas._latency.table import TableLatency
+from nas._latency.source import LatencySource, calibration_images, latency_source
 from nas._logging.logger import make_logger
 from nas._report.results import Results, write_results
 from nas._search.objective import Objective
@@ -71,21 +71,16 @@ def space_from_config(options: Mapping[str, Any]) -> SearchSpace:
         raise ConfigError(f"space: {err}") from None
 
 
-def latency_from_config(options: Mapping[str, Any]) -> LatencySettings | TableLatency:
-    """The latency settings of a config's ``latency`` group (``source: table``: a table's).
+def latency_from_config(options: Mapping[str, Any]) -> LatencySource | LatencySettings:
+    """The latency source of a config's ``latency`` group (``source``: measured, table,
+    predictor).
 
     Raises:
         ConfigError: an unknown key or a bad value, named; or a backend whose package is not
             installed (one line naming the extra to install).
     """
-    options = dict(options)
-    source = options.pop("source", "measured")
     try:
-        if source == "table":
-            return call_with_options(TableLatency, options, group="latency")
-        if source != "measured":
-            raise ConfigError(f"latency.source must be measured or table, got {source!r}")
-        return call_with_options(LatencySettings, options, group="latency")
+        return latency_source(options)
     except ConfigError:
         raise
     except (ValueError, ImportError) as err:
@@ -306,20 +301,16 @@ def remeasure_front(study: optuna.Study, objective: Objective) -> dict[int, Late
     During the search each network was timed in its own minute, and this machine's speed drifts
     between minutes; timing the front together makes its latencies comparable with each other.
     """
-    if not isinstance(objective.latency, LatencySettings):
-        return {}  # read from a table: nothing to time again
+    if not objective.latency.measured:
+        return {}  # read from a table or predicted: nothing to time again
     front = pareto_front(TrialRecord.all_of(study.get_trials(deepcopy=False)))
     if len(front) < 2:
         return {}
     space, n = objective.space, objective.num_classes
     models = [space.build(r.genotype, num_classes=n) for r in front]
     resolutions = [space.resolution_of(r.genotype) for r in front]
-    settings = objective.latency
-    calibration = None
-    if settings.backend == "onnxruntime_int8":  # calibrated as in the search
-        calibration = [
-            objective.data(r).x_train[: settings.calibration_images] for r in resolutions
-        ]
+    settings = cast(LatencySettings, objective.latency)  # what is measured here is settings
+    calibration = calibration_images(settings, lambda r: objective.data(r).x_train, resolutions)
     results = measure_latencies(
         models, resolution=resolutions, settings=settings, calibration=calibration
     )
