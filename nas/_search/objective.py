@@ -25,12 +25,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from nas._accuracy.proxy import Evaluator
 from nas._config import ConstraintsConfig, EarlyStopConfig, MnasConfig
 from nas._data.data import Dataset
 from nas._latency.latency import LatencySettings
@@ -109,7 +109,7 @@ class Objective:
 
     space: SearchSpace
     data: Callable[[int], Dataset]
-    evaluator: Callable[..., Any]
+    evaluator: Evaluator
     latency: LatencySource | LatencySettings
     num_classes: int
     device: str = "cpu"
