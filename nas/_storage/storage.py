@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas._config import ConfigError
-from nas._storage.journal import JournalFile, check_journal_file
+from nas._storage.journal import JournalFile, check_journal_file, damaged_line
 from nas._trials.record import retry_params
 
 #: How often a trial whose worker died is retried before its failure counts towards the budget
@@ -109,9 +109,15 @@ def make_storage(
             raise ConfigError(
                 f"storage.url: cannot open journal file {path} ({err.strerror})"
             ) from None
+        except ConfigError:
+            raise
         except ValueError as err:  # a damaged record in the middle of the file
+            damage = damaged_line(path)
+            where = f"at line {damage[0]} of {damage[1]}" if damage else f"({_first_line(err)})"
             raise ConfigError(
-                f"storage.url: journal file {path} is damaged ({_first_line(err)})"
+                f"storage.url: journal file {path} is damaged {where}, before its last record "
+                "(not a write cut short); left unchanged: restore it from a backup, or give a new "
+                "file name"
             ) from None
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
