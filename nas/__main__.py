@@ -18,9 +18,14 @@ subcommands:
 """
 
 
+#: The last error :func:`_fail` printed (a failed multirun job names it to the sweep).
+_LAST_ERROR = {"message": ""}
+
+
 def _fail(command: str, err: BaseException, code: int = 2) -> int:
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     print(f"nas {command}: error: {message}", file=sys.stderr)
+    _LAST_ERROR["message"] = message
     return code
 
 
@@ -40,10 +45,34 @@ def _search(argv: Sequence[str]) -> int:
 
     def task(cfg: DictConfig) -> None:
         status["code"] = run_task(cfg)
+        _fail_multirun_job(status["code"])
 
     sys.argv = ["python -m nas search", *argv]
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(task)()
     return status["code"]
+
+
+def _fail_multirun_job(code: int) -> None:
+    """Make a multirun job's non-zero exit status the sweep's failure.
+
+    A job of a multirun (a Slurm job through the submitit launcher, a job of a local sweep)
+    hands the launching command no exit status: its error went to its own log and the command
+    exited 0. Raising makes Hydra's sweeper report the job, and the command exit 1.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import CompactHydraException
+    from hydra.types import RunMode
+
+    if not code or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    num = HydraConfig.get().job.num
+    if code == 130:
+        what, then = "was interrupted", "; run the same command again to resume"
+    else:
+        what, then = "failed", f": {_LAST_ERROR['message']}" if _LAST_ERROR["message"] else ""
+    raise CompactHydraException(
+        f"nas search: error: job {num} of the multirun {what} (exit status {code}){then}"
+    )
 
 
 def _launcher_missing(argv: Sequence[str]) -> str | None:

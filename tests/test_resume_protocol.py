@@ -4,15 +4,27 @@ refused before anything is written, unless the change is asked for and recorded.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
+import optuna
 import pytest
+import yaml
 from optuna.storages.journal._storage import JournalOperation
+from optuna.trial import TrialState
 
-from nas import ConfigError, compose, run_search
+from nas import ArchFileError, ConfigError, TrialRecord, compose, load_arch, run_search
 from nas.__main__ import main
 from nas._search.objective import LATENCY_SCALE
+from nas._storage.recovery import recover_dead_trials
+from nas._storage.storage import make_storage
+from nas._trials.record import FAILURE, write_identity, write_worker
 from nas._trials.study import PROTOCOL, PROTOCOL_CHANGES, StudyProtocol
+from nas.space import make_space
+from tests.test_distributed import POSTGRES_URL, needs_postgres
 from tests.test_search import TINY, tiny
 from tests.test_tables import nb201_slice, needs_nb201
 
@@ -220,3 +232,89 @@ def test_a_measured_study_resumed_with_a_table_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"latency\.source=measured; this run has .*=table"):
         run_search(_nb201(path, "search.n_trials=4"), run_dir=tmp_path / "run")
     assert journal(tmp_path / "run") == before
+
+
+# --- failures reported as what they are ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"weights": "trial_3.pt"},  # a key a later version added
+        {"resolution": None},  # a key a later version dropped
+    ],
+)
+def test_an_architecture_file_of_another_schema_version_names_the_version(tmp_path, capsys, change):
+    space = make_space("mbconv", resolution=32)
+    data = space.arch(space.random_genotype(0), num_classes=10).to_dict()
+    data["schema_version"] = 2
+    for key, value in change.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ArchFileError, match="schema_version 2 is not supported"):
+        load_arch(path)
+    assert main(["show", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"nas show: error: {path}: schema_version 2 is not supported (this nas reads version 1)"
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=needs_postgres)])
+def test_a_trial_failed_through_the_heartbeats_carries_a_failure_note(tmp_path, backend):
+    url = f"sqlite:///{tmp_path / 'study.db'}" if backend == "sqlite" else POSTGRES_URL
+    name = f"heartbeats_{uuid.uuid4().hex[:12]}"
+    storage = make_storage(url, run_dir=tmp_path, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name=name, storage=storage)
+    try:
+        trial = study.ask()
+        write_identity(trial, {"x": trial.suggest_int("x", 0, 9)}, "x")
+        write_worker(trial, host="elsewhere", pid=4242)  # a worker on a machine now gone
+        storage.record_heartbeat(trial._trial_id)
+        time.sleep(3.0)  # no heartbeat for longer than the grace period
+        assert recover_dead_trials(study, storage) == [trial.number]
+        failed = study.get_trials()[trial.number]
+        assert failed.state == TrialState.FAIL
+        assert failed.user_attrs[FAILURE] == (
+            "no heartbeat for 1 s: worker 4242 on elsewhere stopped during the trial"
+        )
+        assert TrialRecord.of(failed).note == failed.user_attrs[FAILURE]
+        (retry,) = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+        assert retry.params == failed.params and FAILURE not in retry.user_attrs
+    finally:
+        if backend == "postgres":
+            optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_a_multirun_whose_job_fails_exits_non_zero(tmp_path):
+    """Hydra's submitit launcher, as for Slurm, with local processes for jobs: a job whose
+    search fails (here a bad budget) fails the command, naming the job and its error."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nas",
+            "search",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=5",
+            *TINY,
+            "search.n_trials=0",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert out.returncode != 0, out.stderr[-2000:]
+    assert (
+        "nas search: error: job 0 of the multirun failed (exit status 2): "
+        "search.n_trials must be >= 1, got 0"
+    ) in out.stderr.splitlines(), out.stderr[-2000:]

@@ -58,6 +58,13 @@ class Arch:
         """Validate a mapping (for example a loaded YAML file) and build the record."""
         if not isinstance(data, Mapping):
             raise ArchFileError(f"{source}: expected a mapping, got {type(data).__name__}")
+        # The version first: another version's keys are not this one's, and a file of a newer
+        # nas must say so rather than that a key is unknown or missing.
+        if "schema_version" in data and data["schema_version"] != SCHEMA_VERSION:
+            raise ArchFileError(
+                f"{source}: schema_version {data['schema_version']!r} is not supported "
+                f"(this nas reads version {SCHEMA_VERSION})"
+            )
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise ArchFileError(f"{source}: missing key {missing[0]!r}")
@@ -65,11 +72,6 @@ class Arch:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ArchFileError(f"{source}: unknown key {unknown[0]!r}")
-        if data["schema_version"] != SCHEMA_VERSION:
-            raise ArchFileError(
-                f"{source}: schema_version {data['schema_version']!r} is not supported "
-                f"(this nas reads version {SCHEMA_VERSION})"
-            )
         for key in ("resolution", "num_classes"):
             if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1:
                 raise ArchFileError(

@@ -1,10 +1,10 @@
 """Dead workers: trials whose worker is gone are failed and run again; the budget's count.
 
 A trial whose worker died is found two ways: on RDB storage by Optuna's heartbeats
-(``fail_stale_trials``, retried by ``RetryFailedTrialCallback``); on a journal file, which has
-no heartbeats, by the worker's host and PID recorded on the trial. Either way the trial is
-marked failed and its parameters re-enqueued, and the failed trial no longer counts towards
-the budget.
+(:func:`nas._storage.storage.fail_stale_trials`, retried by ``RetryFailedTrialCallback``); on a
+journal file, which has no heartbeats, by the worker's host and PID recorded on the trial.
+Either way the trial is marked failed with a note, its parameters re-enqueued, and the failed
+trial no longer counts towards the budget.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._storage.storage import MAX_RETRIES, quiet_heartbeat_warnings
+from nas._storage.storage import MAX_RETRIES, fail_stale_trials, quiet_heartbeat_warnings
 from nas._trials.index import retry_origin
 from nas._trials.record import FAILURE, TrialRecord, retry_attrs, retry_params
 
@@ -107,9 +107,6 @@ def recover_dead_trials(
     if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
         # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's
         # RetryFailedTrialCallback (see nas._storage.storage.make_storage).
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         with quiet_heartbeat_warnings():
-            optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        recovered += sorted(before - after)
+            recovered += sorted(fail_stale_trials(study, storage))
     return recovered

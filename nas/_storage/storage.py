@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from nas._config import ConfigError
 from nas._storage.journal import JournalFile, check_journal_file, damaged_line
-from nas._trials.record import retry_params
+from nas._trials.record import FAILURE, retry_params
 
 #: How often a trial whose worker died is retried before its failure counts towards the budget
 #: (a network that always kills its worker, e.g. through the kernel's OOM killer, must not be
@@ -151,13 +151,51 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
     Optuna queues the retry with the parameters the trial had; a worker lost while it sampled
     the network had made only some choices, and fixing those would make the retry another
     network, so such a retry samples afresh (as :func:`nas._trials.record.retry_params` decides).
+    Optuna also copies the trial's user attributes to the retry: not its failure note.
     """
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != FAILURE}
         if not retry_params(trial):
-            trial = copy.copy(trial)
             trial.params, trial.distributions = {}, {}
         super().__call__(study, trial)
+
+
+def fail_stale_trials(study: optuna.Study, rdb: optuna.storages.RDBStorage) -> list[int]:
+    """Optuna's ``fail_stale_trials``, with a failure note on each trial it fails.
+
+    A running trial whose heartbeat is older than the grace period is failed and handed to the
+    storage's retry callback (:class:`RetryStaleTrial`). Optuna's own function leaves no note,
+    and a finished trial's attributes can no longer be set, so the note is written first.
+    ``rdb``: the study's storage (which the study reaches through Optuna's cache). Returns the
+    numbers of the trials failed.
+    """
+    interval = rdb.get_heartbeat_interval()
+    if not interval:
+        return []
+    grace = rdb.grace_period or 2 * interval
+    storage = study._storage  # through the cache, as Optuna's own function writes
+    callback = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        trial = storage.get_trial(trial_id)
+        worker = trial.user_attrs.get("worker") or {}
+        retried = len(trial.system_attrs.get("retry_history", [])) < MAX_RETRIES
+        note = (
+            f"no heartbeat for {grace} s: worker {worker.get('pid')} on {worker.get('host')} "
+            "stopped during the trial" + ("" if retried else " (not retried again)")
+        )
+        try:
+            storage.set_trial_user_attr(trial_id, FAILURE, note)
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all, or another worker failed it first
+    for trial_id in failed:
+        if callback is not None:
+            callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+    return [storage.get_trial_number_from_id(t) for t in failed]
 
 
 def _open_rdb(
