@@ -6,7 +6,8 @@ architectures reused as plain ``torch.nn.Module``s.
 
 The names here are what a user needs: architecture files and models (``build_model``,
 ``load_model``, ``export_model``, ...), searching (``compose``, ``run_search``,
-``run_scaling``), reading results (``load_trials``, ``pareto_front``, ``hypervolume``) and
+``run_scaling``), training a found architecture (``run_train``), reading results
+(``load_trials``, ``pareto_front``, ``hypervolume``) and
 measuring (``measure_latency``, ``LatencyTable``, ``profile``, ``load_data``,
 ``make_evaluator``, ``int8_accuracy``), the search's parts for an Optuna loop of your own (``make_sampler``,
 ``DominanceStopper``, ``EarlyStopConfig``), and benchmark tables (``read_table``,
@@ -43,6 +44,7 @@ from nas._search.run import SearchResult, run_search
 from nas._search.samplers import make_sampler
 from nas._spaces.arch import Arch, ArchFileError, load_arch, save_arch
 from nas._spaces.build import build_model, load_model
+from nas._train.run import TrainResult, run_train
 from nas._trials.latency import LatencyResult
 from nas._trials.pareto import hypervolume, pareto_front
 from nas._trials.record import TrialRecord, network_seed
@@ -66,6 +68,7 @@ __all__ = [
     "SearchResult",
     "TableEvaluator",
     "TableLatency",
+    "TrainResult",
     "TrialRecord",
     "build_model",
     "compose",
@@ -87,6 +90,7 @@ __all__ = [
     "read_table",
     "run_scaling",
     "run_search",
+    "run_train",
     "save_arch",
     "space",
     "zoo",

@@ -1,4 +1,4 @@
-"""``python -m nas SUBCOMMAND``: search (a Hydra app), show, export, dashboard."""
+"""``python -m nas SUBCOMMAND``: search and train (Hydra apps), show, export, dashboard."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ USAGE = """usage: python -m nas SUBCOMMAND [ARGS]
 
 subcommands:
   search [conf=PRESET] [HYDRA OVERRIDES]   run a search (presets: conf/conf/*.yaml; --help for Hydra's help)
+  train ARCH.yaml [HYDRA OVERRIDES]         train a found architecture (conf/train.yaml); rerun to resume
   show RUN_DIR | ARCH.yaml                  print a run's Pareto front, or an architecture
   export ARCH.yaml --format torchscript|onnx|pt2 [--weights W] [--output FILE]
                                             write a deployable model file
@@ -246,7 +247,19 @@ def _dashboard(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"search": _search, "show": _show, "export": _export, "dashboard": _dashboard}
+def _train(argv: Sequence[str]) -> int:
+    from nas._train.cli import train_command
+
+    return train_command(argv, fail=_fail)
+
+
+COMMANDS = {
+    "search": _search,
+    "train": _train,
+    "show": _show,
+    "export": _export,
+    "dashboard": _dashboard,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ LAYERS = [
     ["nas._report"],
     ["nas._logging"],
     ["nas._export"],
+    ["nas._train"],
     ["nas._search"],
     ["nas._scaling"],
     ["nas.space", "nas.zoo", "nas", "nas.__main__"],

@@ -1,0 +1,1 @@
+"""Training a found architecture into a deployable model: recipe, distillation, pruning, report."""
