@@ -505,14 +505,19 @@ def test_readers_never_see_a_half_written_file(tmp_path):
 
     writer = threading.Thread(target=rewrite)
     writer.start()
+    reads: list[int] = []
+    deadline = time.monotonic() + 30
     try:
-        seen = set()
-        for _ in range(300):
-            seen.add(json.loads(path.read_text())["front"][0]["trial"])
+        # At least 300 reads, and until both versions were read: a reader that never saw the
+        # file change would prove nothing about reading during a rewrite.
+        while len(reads) < 300 or set(reads) != {0, 1}:
+            reads.append(json.loads(path.read_text())["front"][0]["trial"])
+            if time.monotonic() > deadline:
+                break
     finally:
         stop.set()
         writer.join()
-    assert seen <= {0, 1}
+    assert set(reads) == {0, 1}, "each read is one whole version, and both were read"
 
 
 @pytest.mark.parametrize("recorded", [False, True])

@@ -308,20 +308,26 @@ def test_lookup_table_round_trips_through_its_file(tmp_path):
     assert len(other_threads) == 0  # another namespace: nothing reused across thread counts
 
 
-def test_lookup_table_validate_reports_errors():
-    model, res = small_mbconv()
-    table = LatencyTable(max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1)
-    rows = table.validate([model, tiny_mbconv_variant()], resolution=res)
+def test_lookup_table_validate_sets_the_tables_prediction_against_a_measurement():
+    small, res = small_mbconv()
+    space = nas.space.make_space("mbconv", resolution=32, width_mult=3.0, head_channels=128)
+    big = space.build(space.random_genotype(3), num_classes=10)  # about 4x small's latency
+    settings = {"max_seconds": 0.05, "min_rounds": 3, "reference_resolution": 32, "threads": 1}
+    table = LatencyTable(**settings)
+    rows = table.validate([small, big], resolution=res)
     assert len(rows) == 2
-    for row in rows:
-        assert row.predicted_ms > 0 and row.measured_ms > 0
-        assert row.error == pytest.approx(row.predicted_relative / row.measured_relative - 1)
+    again = measure_latencies([small, big], resolution=res, **settings)
+    for row, model, measured in zip(rows, (small, big), again, strict=True):
+        # The prediction is the table's own (looked up again: no new measurement) ...
+        assert row.predicted_ms == table.predict(model, resolution=res)
+        predicted = table.predict_relative(model, resolution=res)
+        assert row.predicted_relative == predicted
+        # ... and the measurement one of this network end to end, as measured again here.
+        assert 0.5 < row.measured_relative / measured.relative < 2
+        assert row.error == pytest.approx(predicted / row.measured_relative - 1)
         assert json.loads(json.dumps(row.to_dict()))["error"] == row.error
-
-
-def tiny_mbconv_variant() -> nn.Module:
-    space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25, head_channels=128)
-    return space.build(space.random_genotype(4), num_classes=10)
+    assert rows[1].measured_relative > 2 * rows[0].measured_relative
+    assert rows[1].predicted_relative > 2 * rows[0].predicted_relative
 
 
 def test_lookup_table_needs_latency_units_and_a_readable_file(tmp_path):

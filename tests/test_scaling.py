@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -234,7 +235,7 @@ def test_preset_composes_and_misspelt_scaling_key_fails() -> None:
     assert cfg.space.name == "compound" and cfg.sampler.name == "grid"
     assert cfg.scaling.mode == "search" and cfg.scaling.max_phi == 7
     assert compose(["conf=effnet_grid", "scaling.mode=official"]).scaling.mode == "official"
-    with pytest.raises(Exception, match="max_phy"):
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'scaling\.max_phy'"):
         compose(["conf=effnet_grid", "scaling.max_phy=3"])
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 import nas
+from nas._search.run import space_from_config
+from nas._search.study import open_study
 from tests.test_benchmark_spaces import needs_nb201
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +71,43 @@ def test_early_stopping_leaves_a_random_search_unchanged_and_costs_fewer_epochs(
     assert all(a >= b_ for a, b_ in pairs)
 
 
-@needs_nb201
-def test_the_default_sampler_is_the_projects_config():
+def test_the_benchmarks_default_sampler_is_the_projects_config():
     b = bench()
-    assert b.sampler_options("default") == dict(nas.compose([]).sampler)
-    assert b.sampler_options("tpe:multivariate=true,n_startup_trials=16") == {
-        "name": "tpe",
-        "multivariate": True,
-        "n_startup_trials": 16,
+    expected = {"name": "tpe", "multivariate": True, "n_startup_trials": 16}
+    assert b.sampler_options("default") == expected
+    assert b.sampler_options("tpe:multivariate=true,n_startup_trials=16") == expected
+
+
+def test_the_default_sampler_is_multivariate_tpe_after_16_random_trials(tmp_path):
+    """The sampler a default search opens its study with samples all choices jointly (one
+    density; independent TPE infers no joint search space) and only from the 17th network on
+    (the first 16 are random: no relative sample)."""
+    cfg = nas.compose(["storage=memory"])
+    space = space_from_config(cfg.space)
+    study, _ = open_study(cfg, run_dir=tmp_path, space=space, num_classes=10)
+    sampler = study.sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    distributions = {
+        "a": optuna.distributions.CategoricalDistribution([3, 5, 7]),
+        "b": optuna.distributions.CategoricalDistribution([1, 3, 4, 6]),
     }
+    rng = random.Random(0)
+
+    def finish_one() -> None:
+        params = {k: rng.choice(d.choices) for k, d in distributions.items()}
+        values = [rng.random(), rng.random()]
+        trial = optuna.trial.create_trial(params=params, distributions=distributions, values=values)
+        study.add_trial(trial)
+
+    def relative_sample() -> dict:
+        study.ask()
+        trial = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))[-1]
+        joint = sampler.infer_relative_search_space(study, trial)
+        assert joint == distributions, "multivariate: one search space over every choice"
+        return sampler.sample_relative(study, trial, joint)
+
+    for _ in range(15):
+        finish_one()
+    assert relative_sample() == {}, "the 16th network is still a random one"
+    finish_one()
+    assert set(relative_sample()) == set(distributions), "the 17th is sampled from the model"
