@@ -40,7 +40,7 @@ def export_model(
     """Write a deployable file of an architecture's network (eval mode, batch size free).
 
     The network is written in its inference form: eval mode, every reparameterisable block
-    (``nas.space.RepConvBNAct``) folded into one conv (weights are loaded first, into the
+    (``nas.layers.RepConvBNAct``) folded into one conv (weights are loaded first, into the
     training form). It is traced at the architecture's resolution. The file is written under a
     temporary name, reloaded and compared with the module on a fresh input (ONNX: with
     onnxruntime when it is installed, else the ONNX checker), and only then renamed into

@@ -2,7 +2,7 @@
 
 One categorical choice ``point`` over the admissible points; a genotype's network is the base
 MBConv network scaled by that point at ``phi``. The framework holds the grid, the scaling and
-the space's behaviour (``nas.space.CompoundScalingSpace``); this module declares its options
+the space's behaviour (``nas.scaling.CompoundScalingSpace``); this module declares its options
 and what ``base: b0`` means. The two-step procedure (``nas.run_scaling``) searches this space
 at φ = 1, then scales the winner.
 """
@@ -13,14 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from nas.space import (
-    Arch,
-    CompoundGrid,
-    CompoundScaling,
-    CompoundScalingSpace,
-    as_arch,
-    register_space,
-)
+from nas.scaling import CompoundGrid, CompoundScaling, CompoundScalingSpace
+from nas.space import Arch, as_arch, register_space
 from search_spaces.mbconv import B0_GENOTYPE
 
 

@@ -14,16 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from nas.space import (
-    GOOGLENET_WIDTHS,
-    WIDTH_KEYS,
-    Choice,
-    GoogLeNet,
-    InceptionModule,
-    Primitive,
-    SearchSpace,
-    register_space,
-)
+from nas.layers import GOOGLENET_WIDTHS, WIDTH_KEYS, GoogLeNet, InceptionModule
+from nas.space import Choice, Primitive, SearchSpace, register_space
 
 
 def _scaled(width: int, mult: float) -> int:

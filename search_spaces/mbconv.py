@@ -4,7 +4,7 @@ Every stage ``i`` (1-based, rows of the base stage table) has the choices ``s{i}
 ``s{i}.expand`` and ``s{i}.se`` (SE ratio, 0 = off); ``layers`` and ``out`` (per-stage lists)
 add ``s{i}.layers`` and ``s{i}.out``; a list of activations adds ``act``; ``rep: [false, true]``
 adds ``s{i}.rep``, a stage of reparameterisable blocks (MobileOne's depthwise conv: kxk, 1x1
-and BN-identity branches in training, one kxk conv for inference: ``nas.space.RepConvBNAct``).
+and BN-identity branches in training, one kxk conv for inference: ``nas.layers.RepConvBNAct``).
 
 Known points (see ``tests/test_spaces.py``):
 
@@ -25,19 +25,8 @@ from typing import Any
 
 from torch import nn
 
-from nas.space import (
-    ACTIVATIONS,
-    B0_STAGES,
-    Choice,
-    MBConvNet,
-    Primitive,
-    SearchSpace,
-    StageConfig,
-    register_space,
-    round_channels,
-    scale_stages,
-    stage_lists,
-)
+from nas.layers import ACTIVATIONS, B0_STAGES, MBConvNet, StageConfig, round_channels, scale_stages
+from nas.space import Choice, Primitive, SearchSpace, register_space, stage_lists
 
 
 @register_space
@@ -167,7 +156,7 @@ class MBConvSpace(SearchSpace):
         resolution: int,
         **extra: float,
     ) -> dict[str, Any]:
-        """Compound scaling (``nas.space.CompoundScalable``): multiply width and depth."""
+        """Compound scaling (``nas.scaling.CompoundScalable``): multiply width and depth."""
         scaled = dict(options)
         scaled.update(
             width_mult=float(scaled.get("width_mult", 1.0)) * width,

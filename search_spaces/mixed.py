@@ -8,10 +8,10 @@ them too, so a search never pays twice for one network. The first block of a sta
 stage's stride and changes the width (a shuffle unit then runs both of its branches; a basic
 block projects its shortcut); stem: a 3x3 conv; head: 1x1 conv, pool, linear.
 
-Families: ``mbconv`` (MobileNetV2's inverted bottleneck, ReLU6, no SE: ``nas.space.MBConv``),
+Families: ``mbconv`` (MobileNetV2's inverted bottleneck, ReLU6, no SE: ``nas.layers.MBConv``),
 ``shuffle`` (``search_spaces.shufflenet_v2.ShuffleUnit``), ``rep`` (a RepVGG block: kxk, 1x1
 and BN-identity branches in training, one kxk conv for inference, ReLU:
-``nas.space.RepConvBNAct``) and ``basic`` (``search_spaces.resnet.BasicBlock``).
+``nas.layers.RepConvBNAct``) and ``basic`` (``search_spaces.resnet.BasicBlock``).
 **Extension point**: :data:`BLOCKS` maps a family's name to how to build one block; one entry
 here (and its name in ``blocks`` of ``conf/space/mixed.yaml``) adds a family. Latency, export
 and ``nas.build_model(..., fused=True)`` fold every block with a ``reparameterize()`` method.
@@ -28,18 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.space import (
-    Choice,
-    ConvBNAct,
-    MBConv,
-    Primitive,
-    RepConvBNAct,
-    SearchSpace,
-    input_sizes,
-    n_params,
-    register_space,
-    stage_lists,
-)
+from nas.layers import ConvBNAct, MBConv, RepConvBNAct, input_sizes, n_params
+from nas.space import Choice, Primitive, SearchSpace, register_space, stage_lists
 from search_spaces.resnet import BasicBlock
 from search_spaces.shufflenet_v2 import ShuffleUnit
 

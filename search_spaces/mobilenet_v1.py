@@ -23,15 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.space import (
-    Choice,
-    ConvBNAct,
-    Primitive,
-    SearchSpace,
-    input_sizes,
-    n_params,
-    register_space,
-)
+from nas.layers import ConvBNAct, input_sizes, n_params
+from nas.space import Choice, Primitive, SearchSpace, register_space
 from nas.zoo import register_model
 
 #: The paper's Table 1 after the stem: (pointwise output channels, stride) per layer.

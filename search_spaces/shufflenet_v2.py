@@ -23,16 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.space import (
-    Choice,
-    Primitive,
-    SearchSpace,
-    input_sizes,
-    make_divisible,
-    n_params,
-    register_space,
-    stage_lists,
-)
+from nas.layers import input_sizes, make_divisible, n_params
+from nas.space import Choice, Primitive, SearchSpace, register_space, stage_lists
 from nas.zoo import register_model
 
 STEMS = ("imagenet", "cifar")

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from nas.space import Choice, ConvBNAct, Primitive, SearchSpace, register_space
+from nas.layers import ConvBNAct
+from nas.space import Choice, Primitive, SearchSpace, register_space
 
 
 class TinyCNN(nn.Sequential):
@@ -31,7 +32,7 @@ class TinyCNN(nn.Sequential):
             nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
         )
         super().__init__(*layers)
-        self.total_stride = 2 ** len(stages)  # the network protocol (nas.space.Network)
+        self.total_stride = 2 ** len(stages)  # the network protocol (nas.layers.Network)
 
     def latency_units(self) -> list[nn.Module]:
         return list(self)

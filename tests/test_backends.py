@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 import nas
-from nas import LatencyResult, LatencySettings, LatencyTable, measure_latencies
+from nas import LatencyResult, LatencySettings, measure_latencies
 from nas._latency.backends import BACKENDS, MissingBackendError, require_backend
+from nas.measure import BlockLatencyPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"max_seconds": 0.3, "min_rounds": 5, "reference_resolution": 32, "threads": 1}
@@ -144,9 +145,9 @@ def test_the_lookup_table_is_keyed_by_backend(tmp_path) -> None:
     space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25, head_channels=128)
     model = space.build(space.random_genotype(3), num_classes=10)
     options = {"max_seconds": 0.05, "min_rounds": 3, "reference_resolution": 32, "threads": 1}
-    eager = LatencyTable(path, **options)
-    ort = LatencyTable(path, backend="onnxruntime", **options)
+    eager = BlockLatencyPredictor(path, **options)
+    ort = BlockLatencyPredictor(path, backend="onnxruntime", **options)
     assert "backend=" not in eager.namespace and "backend=onnxruntime" in ort.namespace
     assert "onnxruntime 1." in ort.namespace
     assert eager.predict(model, resolution=32) > 0
-    assert len(LatencyTable(path, backend="onnxruntime", **options)) == 0  # nothing shared
+    assert len(BlockLatencyPredictor(path, backend="onnxruntime", **options)) == 0  # nothing shared

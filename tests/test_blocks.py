@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import nas
-from nas.space import (
+from nas.layers import (
     GOOGLENET_WIDTHS,
     ConvBNAct,
     GoogLeNet,

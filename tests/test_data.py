@@ -12,8 +12,9 @@ import torch
 import yaml
 
 import nas
-from nas import DataError, Dataset, load_data
+from nas import DataError, load_data
 from nas._data.data import DATASETS, check_resolution, clear_cache
+from nas.measure import Dataset
 
 CONF_DATA = Path(__file__).resolve().parent.parent / "conf" / "data"
 

@@ -122,6 +122,7 @@ def test_each_finished_trial_is_read_once_so_the_work_per_trial_does_not_grow(
 
     monkeypatch.setattr(TrialRecord, "of", classmethod(counting))
     # Building, profiling, timing and training replaced by constants: only the framework runs.
+    import nas._latency.source as latency_source
     import nas._search.objective as objective_module
     import nas._search.run as search_run
 
@@ -131,11 +132,11 @@ def test_each_finished_trial_is_read_once_so_the_work_per_trial_does_not_grow(
     )
     model = torch.nn.Linear(1, 1)
     monkeypatch.setattr(
-        objective_module, "profile", lambda m, resolution: nas.Profile(1, 1, 1, resolution)
+        objective_module, "profile", lambda m, resolution: nas.measure.Profile(1, 1, 1, resolution)
     )
     latency = nas.measure_latency(model, resolution=1, min_rounds=1, max_seconds=0.01)
     monkeypatch.setattr(
-        objective_module,
+        latency_source,
         "measure_latency",
         lambda *a, **kw: dataclasses.replace(latency, median_ms=rng.uniform(1, 5)),
     )

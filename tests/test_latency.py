@@ -19,10 +19,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import nas
-from nas import LatencySettings, LatencyTable, TableLatency, measure_latencies, measure_latency
+from nas import LatencySettings, measure_latencies, measure_latency
 from nas._latency.latency import reference_model
 from nas._latency.lookup import unit_key
-from nas.space import MBConv
+from nas.layers import MBConv
+from nas.measure import BenchmarkLatency, BlockLatencyPredictor
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "latency"
 # Short budgets and a small reference keep the suite fast; the statistics are still real.
@@ -252,7 +253,7 @@ def test_config_files_hold_exactly_the_settings():
             assert set(options) == keywords | {"source", "path"}, f.name
             continue
         if options.get("source") == "table":  # read from a benchmark's table, not measured
-            table = {x.name for x in dataclasses.fields(TableLatency)}
+            table = {x.name for x in dataclasses.fields(BenchmarkLatency)}
             assert set(options) == table, f.name
             continue
         assert set(options) == keywords, f.name
@@ -281,7 +282,9 @@ def test_unit_key_ignores_eval_identities_only():
 def test_lookup_table_round_trips_through_its_file(tmp_path):
     model, res = small_mbconv()
     path = tmp_path / "lut.json"
-    table = LatencyTable(path, max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1)
+    table = BlockLatencyPredictor(
+        path, max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1
+    )
     ms = table.predict(model, resolution=res)
     n_units = len(model.latency_units())
     assert 0 < table.measured_units <= n_units and len(table) == table.measured_units
@@ -295,7 +298,7 @@ def test_lookup_table_round_trips_through_its_file(tmp_path):
     assert list(data["namespaces"]) == [table.namespace]
     assert "threads=" in table.namespace and torch.__version__ in table.namespace
 
-    reloaded = LatencyTable(
+    reloaded = BlockLatencyPredictor(
         path, max_seconds=0.05, min_rounds=3, reference_resolution=32, threads=1
     )
     assert reloaded.predict(model, resolution=res) == pytest.approx(ms)
@@ -304,7 +307,9 @@ def test_lookup_table_round_trips_through_its_file(tmp_path):
     )
     assert reloaded.measured_units == 0
 
-    other_threads = LatencyTable(path, threads=3, max_seconds=0.05, reference_resolution=32)
+    other_threads = BlockLatencyPredictor(
+        path, threads=3, max_seconds=0.05, reference_resolution=32
+    )
     assert len(other_threads) == 0  # another namespace: nothing reused across thread counts
 
 
@@ -313,7 +318,7 @@ def test_lookup_table_validate_sets_the_tables_prediction_against_a_measurement(
     space = nas.space.make_space("mbconv", resolution=32, width_mult=3.0, head_channels=128)
     big = space.build(space.random_genotype(3), num_classes=10)  # about 4x small's latency
     settings = {"max_seconds": 0.05, "min_rounds": 3, "reference_resolution": 32, "threads": 1}
-    table = LatencyTable(**settings)
+    table = BlockLatencyPredictor(**settings)
     rows = table.validate([small, big], resolution=res)
     assert len(rows) == 2
     again = measure_latencies([small, big], resolution=res, **settings)
@@ -332,11 +337,11 @@ def test_lookup_table_validate_sets_the_tables_prediction_against_a_measurement(
 
 def test_lookup_table_needs_latency_units_and_a_readable_file(tmp_path):
     with pytest.raises(ValueError, match="latency_units"):
-        LatencyTable(max_seconds=0.05).predict(tiny_net(), resolution=32)
+        BlockLatencyPredictor(max_seconds=0.05).predict(tiny_net(), resolution=32)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.json"):
-        LatencyTable(bad)
+        BlockLatencyPredictor(bad)
 
 
 # --- the statistics behind every figure ----------------------------------------------------------

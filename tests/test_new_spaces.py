@@ -316,7 +316,7 @@ def test_show_prints_the_layer_table(name: str) -> None:
 def test_lookup_table_predicts_the_mixed_network() -> None:
     space = _small("mixed")
     model = space.build(space.random_genotype(2), num_classes=10)
-    table = nas.LatencyTable(None, max_seconds=0.05, warmup=1, min_rounds=3)
+    table = nas.measure.BlockLatencyPredictor(None, max_seconds=0.05, warmup=1, min_rounds=3)
     assert table.predict(model, resolution=32) > 0
     assert len(table) == len(model.latency_units())
 
@@ -326,7 +326,7 @@ def test_lookup_table_predicts_the_mixed_network() -> None:
 def test_lookup_table_and_onnx_export(name: str, tmp_path: Path) -> None:
     space = _small(name)
     model = space.build(space.random_genotype(4), num_classes=10)
-    table = nas.LatencyTable(None, max_seconds=0.05, warmup=1, min_rounds=3)
+    table = nas.measure.BlockLatencyPredictor(None, max_seconds=0.05, warmup=1, min_rounds=3)
     assert table.predict(model, resolution=32) > 0
     if not HAVE_ONNX:
         pytest.skip('needs pip install "nas[onnx]" onnxruntime')

@@ -15,25 +15,25 @@ import nas
 
 
 @pytest.fixture(scope="module")
-def b0_profile() -> nas.Profile:
+def b0_profile() -> nas.measure.Profile:
     return nas.profile(nas.zoo.efficientnet("b0"), resolution=224)
 
 
-def test_b0_macs_match_the_paper(b0_profile: nas.Profile) -> None:
+def test_b0_macs_match_the_paper(b0_profile: nas.measure.Profile) -> None:
     # The paper quotes 0.39 B FLOPs (multiply-adds) for B0 at 224, counting conv and linear.
     assert b0_profile.params == 5_288_548
     assert b0_profile.resolution == 224
     assert b0_profile.conv_linear_macs == pytest.approx(0.39e9, abs=0.02e9)
 
 
-def test_thop_total_is_conv_linear_plus_the_cheap_ops(b0_profile: nas.Profile) -> None:
+def test_thop_total_is_conv_linear_plus_the_cheap_ops(b0_profile: nas.measure.Profile) -> None:
     # thop also counts BN, activations, pooling and the SE scaling: 415.1 M against 385.8 M
     # for conv and linear alone, 7.6% more.
     ratio = b0_profile.macs / b0_profile.conv_linear_macs
     assert 1.0 < ratio < 1.1
 
 
-def test_thop_conv_linear_agrees_with_the_flop_counter(b0_profile: nas.Profile) -> None:
+def test_thop_conv_linear_agrees_with_the_flop_counter(b0_profile: nas.measure.Profile) -> None:
     # Counting nothing but conv and linear, thop and torch's flop counter agree exactly.
     def count_nothing(module: nn.Module, inputs: object, output: object) -> None:
         module.total_ops += torch.zeros(1, dtype=torch.float64)

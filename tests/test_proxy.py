@@ -13,9 +13,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import nas
-from nas import AccuracyResult, DataError, Dataset, NonFiniteLossError, load_data, make_evaluator
+from nas import DataError, load_data
 from nas._accuracy.evaluators import EVALUATORS
 from nas._accuracy.proxy import ProxyEvaluator
+from nas.measure import AccuracyResult, Dataset, NonFiniteLossError, make_evaluator
 
 CONF_EVALUATOR = Path(__file__).resolve().parent.parent / "conf" / "evaluator"
 # Three stages, total stride 8: a real MBConv network small enough to train in a second.

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import nas
-from nas.space import MBConv, RepConvBNAct, make_space, reparameterize
+from nas.layers import MBConv, RepConvBNAct, reparameterize
+from nas.space import make_space
 
 HAVE_ONNX = all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "onnxruntime"))
 

@@ -21,7 +21,7 @@ from nas import ConfigError, TrialRecord, compose
 from nas._scaling.compound import meta_size
 from nas._scaling.family import measure_family
 from nas._scaling.procedure import check_scaling, choose_winner
-from nas.space import PAPER_COEFFICIENTS, Point
+from nas.scaling import PAPER_COEFFICIENTS, Point
 
 ROOT = Path(__file__).resolve().parent.parent
 

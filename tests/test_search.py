@@ -48,7 +48,7 @@ def test_duplicate_genotype_is_not_retrained(tmp_path, monkeypatch):
     calls = []
     import nas._search.run as search_run
 
-    original = nas.make_evaluator
+    original = nas.measure.make_evaluator
 
     def counting_make_evaluator(**options):
         evaluator = original(**options)
@@ -141,8 +141,8 @@ def scripted_evaluator(accuracies):
             for epoch in (1, 2):
                 curve.append(acc)
                 if on_epoch is not None and on_epoch(epoch, acc):
-                    return nas.AccuracyResult(acc, curve, epochs=epoch, stopped=True)
-            return nas.AccuracyResult(acc, curve, epochs=2)
+                    return nas.measure.AccuracyResult(acc, curve, epochs=epoch, stopped=True)
+            return nas.measure.AccuracyResult(acc, curve, epochs=2)
 
         return evaluate
 

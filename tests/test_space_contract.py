@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import nas
-from nas.space import Choice, Network, SearchSpace, make_space, register_space
+from nas.layers import Network
+from nas.space import Choice, SearchSpace, make_space, register_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

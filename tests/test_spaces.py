@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import nas
 import nas._spaces.registry
-from nas.space import Point, admissible_points
+from nas.scaling import Point, admissible_points
 from search_spaces.mbconv import B0_GENOTYPE, MOBILENET_V2_GENOTYPE, MOBILENET_V2_OPTIONS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
-from nas import ConfigError, TrialRecord, compose, make_evaluator, run_search
-from nas._accuracy.table import TableEvaluator
+from nas import ConfigError, TrialRecord, compose, run_search
+from nas._accuracy.table import BenchmarkEvaluator
 from nas._data.tables import read_table
-from nas._latency.table import TableLatency
+from nas._latency.table import BenchmarkLatency
 from nas._search.run import latency_from_config
+from nas.measure import make_evaluator
 from tests.test_benchmark_spaces import NB201, needs_nb201
 
 
@@ -55,7 +56,7 @@ def test_a_json_table_keyed_by_its_own_keys_averages_the_seeds(tmp_path):
 
 
 def test_the_evaluator_gives_the_partial_then_the_full_accuracy(table):
-    ev = TableEvaluator(path=str(table), accuracy="acc", partial="acc12")
+    ev = BenchmarkEvaluator(path=str(table), accuracy="acc", partial="acc12")
     seen: list[tuple[int, float]] = []
     result = ev(None, None, on_epoch=lambda e, a: seen.append((e, a)) or False, identity="a")
     assert seen == [(1, pytest.approx(0.61)), (2, pytest.approx(0.91))]
@@ -64,19 +65,19 @@ def test_the_evaluator_gives_the_partial_then_the_full_accuracy(table):
 
 
 def test_a_trial_stopped_after_the_partial_value_costs_its_epochs(table):
-    ev = TableEvaluator(path=str(table), accuracy="acc", partial="acc12")
+    ev = BenchmarkEvaluator(path=str(table), accuracy="acc", partial="acc12")
     result = ev(None, None, on_epoch=lambda e, a: True, identity="b")
     assert result.stopped and result.epochs == 12
     assert result.curve == [pytest.approx(0.70)] and result.accuracy == pytest.approx(0.70)
 
 
 def test_without_a_partial_column_the_curve_is_the_full_accuracy(table):
-    ev = TableEvaluator(path=str(table), accuracy="acc", partial=None, percent=False)
+    ev = BenchmarkEvaluator(path=str(table), accuracy="acc", partial=None, percent=False)
     assert ev(None, None, identity="b").curve == [80.0]
 
 
 def test_latency_is_the_devices_column(table):
-    lat = TableLatency(path=str(table), device="phone").lookup("a", resolution=32)
+    lat = BenchmarkLatency(path=str(table), device="phone").lookup("a", resolution=32)
     assert lat.median_ms == pytest.approx(11.0) and lat.clock == "table"
     assert "phone" in lat.device and lat.resolution == 32
 
@@ -85,17 +86,17 @@ def test_latency_is_the_devices_column(table):
     ("make", "message"),
     [
         (
-            lambda t: TableLatency(path=str(t), device="watch"),
+            lambda t: BenchmarkLatency(path=str(t), device="watch"),
             "no latency column 'lat_ms_watch'; devices: phone",
         ),
-        (lambda t: TableEvaluator(path=str(t), accuracy="top1"), "no numeric column 'top1'"),
+        (lambda t: BenchmarkEvaluator(path=str(t), accuracy="top1"), "no numeric column 'top1'"),
         (
-            lambda t: TableEvaluator(path=str(t), key="arch"),
+            lambda t: BenchmarkEvaluator(path=str(t), key="arch"),
             "has no column 'arch'; columns: unique_str",
         ),
-        (lambda t: TableEvaluator(path=str(t.parent / "nope.csv")), "no table file"),
+        (lambda t: BenchmarkEvaluator(path=str(t.parent / "nope.csv")), "no table file"),
         (
-            lambda t: TableEvaluator(path=str(t), accuracy="acc", partial="acc12").check("c"),
+            lambda t: BenchmarkEvaluator(path=str(t), accuracy="acc", partial="acc12").check("c"),
             "'c' is not in table",
         ),
     ],
@@ -113,13 +114,13 @@ def test_latency_source_must_be_known(table):
         latency_from_config({"source": "guess"})
     assert isinstance(
         latency_from_config({"source": "table", "path": str(table), "device": "phone"}),
-        TableLatency,
+        BenchmarkLatency,
     )
 
 
 def test_the_evaluator_is_made_by_name(table):
     ev = make_evaluator(name="table", path=str(table), accuracy="acc", partial="acc12")
-    assert isinstance(ev, TableEvaluator)
+    assert isinstance(ev, BenchmarkEvaluator)
 
 
 def nb201_slice(tmp_path: Path, ops: tuple[str, ...]) -> Path:

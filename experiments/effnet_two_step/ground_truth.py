@@ -2,7 +2,7 @@
 
 Builds the preset's compound space, takes every distinct network of its grid, and trains each
 with the preset's evaluator at ``--factor`` times its budget for ``--seeds`` seeds (seeded as
-the search seeds a network: ``nas.network_seed(seed, identity)``, evaluator seed ``seed``).
+the search seeds a network: ``nas.search.network_seed(seed, identity)``, evaluator seed ``seed``).
 One JSON line per (network, seed), appended, so a rerun resumes. ``regret.py`` then holds the
 default command's winners against it.
 
@@ -65,12 +65,12 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     options["epochs"] = options.get("epochs", 1) * job["factor"]
     if options.get("max_steps"):
         options["max_steps"] *= job["factor"]
-    net_seed = nas.network_seed(seed, identity)
+    net_seed = nas.search.network_seed(seed, identity)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(net_seed)
         model = space.build(genotype, num_classes=data.num_classes)
     cpu = time.process_time()
-    result = nas.make_evaluator(**options)(model, data, seed=net_seed)
+    result = nas.measure.make_evaluator(**options)(model, data, seed=net_seed)
     return {
         "identity": identity,
         "points": points,

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from nas import load_data, make_evaluator
+from nas import load_data
+from nas.measure import make_evaluator
 from nas.space import make_space
 
 

@@ -23,7 +23,7 @@ import yaml
 from scipy.stats import spearmanr
 
 import nas
-from nas.space import B0_STAGES, MBConvNet, StageConfig, scale_stages
+from nas.layers import B0_STAGES, MBConvNet, StageConfig, scale_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTHS = (0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25)

@@ -6,8 +6,8 @@ settings of ``conf/latency/<config>.yaml``:
 1. Repeatability: two independent passes, A and B (B in shuffled order, minutes later), each
    architecture measured on its own with ``nas.measure_latency``; agreement of the
    reference-normalised figures and of raw milliseconds.
-2. Lookup table: a fresh ``LatencyTable`` filled with the units of all architectures; each
-   architecture predicted from the reloaded file (timed), then ``LatencyTable.validate`` measures
+2. Lookup table: a fresh ``BlockLatencyPredictor`` filled with the units of all architectures; each
+   architecture predicted from the reloaded file (timed), then ``BlockLatencyPredictor.validate`` measures
    all architectures end to end in the same rounds (pass C); errors against C, A and B.
 3. MACs (``nas.profile``) against latency (pass C, where all architectures saw the same machine):
    Spearman, the worst pair MACs order wrongly, a micro-benchmark of single operators (dense
@@ -32,8 +32,9 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import nas
-from nas import LatencyTable, measure_latencies, measure_latency
-from nas.space import SqueezeExcite
+from nas import measure_latencies, measure_latency
+from nas.layers import SqueezeExcite
+from nas.measure import BlockLatencyPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,11 +174,11 @@ def main() -> None:
     lut_path.unlink(missing_ok=True)
     lut_cfg = {**cfg, "max_seconds": args.unit_max_seconds, "max_rounds": args.unit_max_rounds}
     t0 = time.perf_counter()
-    n_units = LatencyTable(lut_path, **lut_cfg).prefill(models, resolution=res)
+    n_units = BlockLatencyPredictor(lut_path, **lut_cfg).prefill(models, resolution=res)
     fill_s = time.perf_counter() - t0
     print(f"LUT: measured {n_units} distinct units in {fill_s:.1f} s", flush=True)
     # Reloaded from the file, with the end-to-end settings for validate (same namespace).
-    table = LatencyTable(lut_path, **cfg)
+    table = BlockLatencyPredictor(lut_path, **cfg)
     pred_rel, pred_ms, pred_s = [], [], []
     for m in models:
         t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(cfg["search"]["threads"] or torch.get_num_threads())
     space_options = dict(cfg["space"])
     space = nas.space.make_space(**space_options)
-    evaluator = nas.make_evaluator(**cfg["evaluator"])
+    evaluator = nas.measure.make_evaluator(**cfg["evaluator"])
     records = nas.load_trials(run_dir)
     front = nas.pareto_front(records)
     on_front = {r.trial for r in front}
@@ -66,7 +66,7 @@ def main() -> None:
     for r in chosen:
         t0 = time.perf_counter()
         key = space.identity(r.genotype)
-        seed = nas.network_seed(cfg["search"]["seed"], key)
+        seed = nas.search.network_seed(cfg["search"]["seed"], key)
         data = nas.load_data(resolution=space.resolution_of(r.genotype), **cfg["data"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -23,7 +23,7 @@ from torch import nn
 
 import nas
 from nas import measure_latencies
-from nas.space import B0_STAGES, MBConvNet, StageConfig, scale_stages
+from nas.layers import B0_STAGES, MBConvNet, StageConfig, scale_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,7 +33,8 @@ import yaml
 from torch import nn
 
 import nas
-from nas.space import RepConvBNAct, make_space, reparameterize
+from nas.layers import RepConvBNAct, reparameterize
+from nas.space import make_space
 from search_spaces.mbconv import B0_GENOTYPE
 
 ROOT = Path(__file__).resolve().parents[2]

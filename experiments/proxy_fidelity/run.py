@@ -27,7 +27,8 @@ from omegaconf import OmegaConf
 from scipy.stats import kendalltau, spearmanr
 
 import nas
-from nas import NonFiniteLossError, load_data, make_evaluator
+from nas import load_data
+from nas.measure import NonFiniteLossError, make_evaluator
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10_subset.npz"

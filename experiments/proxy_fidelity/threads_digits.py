@@ -11,7 +11,8 @@ import statistics
 import torch
 
 import nas
-from nas import load_data, make_evaluator
+from nas import load_data
+from nas.measure import make_evaluator
 
 data = load_data(name="digits", resolution=32)
 space = nas.space.make_space("mbconv", resolution=32, width_mult=0.5)

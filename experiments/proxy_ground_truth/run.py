@@ -73,7 +73,7 @@ def preset(name: str, bench: str) -> tuple[dict[str, Any], dict[str, Any], int]:
     if space.pop("name") != bench:
         raise SystemExit(f"preset {name} does not search the {bench} space")
     resolution = space.pop("resolution")
-    defaults = nas.make_evaluator(name="proxy").options()
+    defaults = nas.measure.make_evaluator(name="proxy").options()
     changed = {
         k: v
         for k, v in evaluator.items()
@@ -90,11 +90,11 @@ def evaluate(job: dict[str, Any]) -> dict[str, Any]:
     bench, genotype, identity = job["bench"], job["genotype"], job["identity"]
     data = nas.load_data(name="npz", path=str(CIFAR), resolution=job["resolution"], **job["data"])
     proxy_space = make_space(bench, resolution=job["resolution"], **job["space"])
-    seed = nas.network_seed(job["seed"], identity)  # as the search seeds it
+    seed = nas.search.network_seed(job["seed"], identity)  # as the search seeds it
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = proxy_space.build(genotype, num_classes=10)
-    evaluator = nas.make_evaluator(name="proxy", seed=job["seed"], **job["evaluator"])
+    evaluator = nas.measure.make_evaluator(name="proxy", seed=job["seed"], **job["evaluator"])
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = evaluator(model, data, seed=seed)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -106,8 +106,8 @@ def evaluate(job: dict[str, Any]) -> dict[str, Any]:
     scores = {}
     for name in ("synflow", "jacob_cov"):
         try:
-            scores[name] = nas.make_evaluator(name=name)(full, full_data).accuracy
-        except nas.NonFiniteLossError:
+            scores[name] = nas.measure.make_evaluator(name=name)(full, full_data).accuracy
+        except nas.measure.NonFiniteLossError:
             scores[name] = None
     size = nas.profile(full, resolution=32)
     return {

@@ -7,10 +7,10 @@
         --out experiments/search_efficiency/results/macro_cpu.jsonl
 
 Each run is an Optuna ask/tell loop over the benchmark's space with the table's values, the
-sampler made by ``nas.make_sampler`` exactly as ``python -m nas search`` makes it:
+sampler made by ``nas.search.make_sampler`` exactly as ``python -m nas search`` makes it:
 
 - ``nb201``: the ``nb201`` space; NAS-Bench-201's 200-epoch CIFAR-10 accuracy and the latency
-  measured on ``--device`` (``nas.read_table``, the values ``conf=nb201_table`` reads);
+  measured on ``--device`` (``nas.measure.read_table``, the values ``conf=nb201_table`` reads);
 - ``macro``: the ``nas_bench_macro`` space; NAS-Bench-Macro's mean accuracy over its three
   seeds, and the latency of each network measured on this CPU (``macro_latency.py``).
 
@@ -24,7 +24,7 @@ table), for two reference points:
   the latency reference, the slowest latency among the networks above the floor;
 - ``table``: the table's worst accuracy and worst latency (every sampler looks perfect here).
 
-``--early-stop`` applies the framework's rule (``nas.DominanceStopper`` with the config's
+``--early-stop`` applies the framework's rule (``nas.search.DominanceStopper`` with the config's
 ``search.early_stop``) to NAS-Bench-201's 12-epoch accuracy, as ``conf=nb201_table`` does: a
 network stopped there costs 12 epochs instead of 200, is told to the sampler as pruned, and is
 not on the found front. Every row records the epochs spent at each checkpoint.
@@ -77,7 +77,7 @@ class Bench:
 
 def nb201(device: str, table: Path = NB201) -> Bench:
     """NAS-Bench-201 on one of its devices (6,466 isomorphism classes)."""
-    rows = nas.read_table(str(table), "unique_str")
+    rows = nas.measure.read_table(str(table), "unique_str")
     column = f"lat_ms_{device}"
     if column not in next(iter(rows.values())):
         raise SystemExit(f"bench.py: NAS-Bench-201 has no device {device!r}")
@@ -151,10 +151,10 @@ def sampler_options(name: str) -> dict[str, Any]:
     return options
 
 
-def early_stop_config() -> nas.EarlyStopConfig:
+def early_stop_config() -> nas.search.EarlyStopConfig:
     """The framework's default early-stopping settings (``search.early_stop``)."""
     options = OmegaConf.to_container(nas.compose([]).search.early_stop, resolve=True)
-    return nas.EarlyStopConfig(**options | {"enabled": True})  # type: ignore[operator]
+    return nas.search.EarlyStopConfig(**options | {"enabled": True})  # type: ignore[operator]
 
 
 def run(
@@ -180,9 +180,9 @@ def run(
         raise ValueError("early stopping needs the benchmark's partial (shorter) training")
     space = make_space(bench.space)
     options = sampler_options(name)
-    sampler = nas.make_sampler(options, seed=seed, constrained=False)
+    sampler = nas.search.make_sampler(options, seed=seed, constrained=False)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    stopper = nas.DominanceStopper(early_stop_config()) if early_stop else None
+    stopper = nas.search.DominanceStopper(early_stop_config()) if early_stop else None
     seen: dict[str, tuple[float, float] | None] = {}  # None: stopped early
     finished: list[nas.TrialRecord] = []
     found: list[tuple[float, float]] = []

@@ -30,7 +30,7 @@ import bench
 
 
 def with_gamma(options: dict[str, Any], *, seed: int, constrained: bool) -> Any:
-    """``nas.make_sampler``, and TPE with a ``gamma=F/CAP`` option."""
+    """``nas.search.make_sampler``, and TPE with a ``gamma=F/CAP`` option."""
     options = dict(options)
     gamma = options.pop("gamma", None)
     if gamma is None:
@@ -42,7 +42,7 @@ def with_gamma(options: dict[str, Any], *, seed: int, constrained: bool) -> Any:
     )
 
 
-make_sampler = nas.make_sampler
+make_sampler = nas.search.make_sampler
 
 
 def parse(setting: str) -> dict[str, Any]:
@@ -69,7 +69,9 @@ def main() -> None:
     parser.add_argument("--duplicates", choices=("pruned", "same"), default="pruned")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    nas.make_sampler = with_gamma  # bench.run makes its sampler through nas.make_sampler
+    nas.search.make_sampler = (
+        with_gamma  # bench.run makes its sampler through nas.search.make_sampler
+    )
     nb = bench.nb201(args.device)
     refs = bench.references(nb.values, 90.0)
     truth = bench.true_areas(nb.values, refs)

@@ -186,7 +186,8 @@ def constant_evaluation(objective: Any) -> Iterator[None]:
     objective's own references to profile and measure_latency are swapped for constants.
     """
     import nas._search.objective as objective_module
-    from nas import AccuracyResult, measure_latency, profile
+    from nas import measure_latency, profile
+    from nas.measure import AccuracyResult
 
     space = objective.space
     genotype = space.random_genotype(0)

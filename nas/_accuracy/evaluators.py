@@ -7,11 +7,12 @@ from typing import Any
 
 from nas._accuracy.proxy import Evaluator, ProxyEvaluator
 from nas._accuracy.scores import JacobCovEvaluator, SynflowEvaluator
-from nas._accuracy.table import TableEvaluator
+from nas._accuracy.table import BenchmarkEvaluator
 
 #: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
 EVALUATORS: dict[str, type[Evaluator]] = {
-    cls.name: cls for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator, TableEvaluator)
+    cls.name: cls
+    for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator, BenchmarkEvaluator)
 }
 
 
@@ -23,7 +24,7 @@ def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
             allowed ones) or a bad option value.
 
     Example:
-        >>> from nas import make_evaluator
+        >>> from nas.measure import make_evaluator
         >>> make_evaluator(name="proxy", epochs=2).epochs
         2
     """

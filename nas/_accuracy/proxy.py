@@ -1,7 +1,7 @@
 """Accuracy evaluators: their contract, and the proxy (a short real training run).
 
 An evaluator is a callable ``evaluator(model, data, *, device, on_epoch) -> AccuracyResult``
-built by :func:`nas.make_evaluator` from the options of ``conf/evaluator/<name>.yaml``. The
+built by :func:`nas.measure.make_evaluator` from the options of ``conf/evaluator/<name>.yaml``. The
 ``proxy`` evaluator trains the model for a small budget and returns its validation accuracy,
 with the per-epoch curve; ``on_epoch`` lets the search stop a trial that is clearly dominated.
 The training-free scores are in :mod:`nas._accuracy.scores`.
@@ -185,7 +185,8 @@ class ProxyEvaluator(Evaluator):
 
     Example:
         >>> import torch
-        >>> from nas import load_data, make_evaluator
+        >>> from nas import load_data
+        >>> from nas.measure import make_evaluator
         >>> from nas.space import make_space
         >>> data = load_data(name="synthetic", resolution=32)
         >>> space = make_space("mbconv", resolution=32, width_mult=0.25)

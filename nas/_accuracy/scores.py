@@ -42,7 +42,8 @@ class SynflowEvaluator(Evaluator):
     the same.
 
     Example:
-        >>> from nas import load_data, make_evaluator
+        >>> from nas import load_data
+        >>> from nas.measure import make_evaluator
         >>> from nas.space import make_space
         >>> space = make_space("mbconv", resolution=32, width_mult=0.25)
         >>> model = space.build(space.random_genotype(0), num_classes=10)
@@ -113,7 +114,8 @@ class JacobCovEvaluator(Evaluator):
         seed: seeds the batch and every random layer.
 
     Example:
-        >>> from nas import load_data, make_evaluator
+        >>> from nas import load_data
+        >>> from nas.measure import make_evaluator
         >>> from nas.space import make_space
         >>> space = make_space("mbconv", resolution=32, width_mult=0.25)
         >>> model = space.build(space.random_genotype(0), num_classes=10)

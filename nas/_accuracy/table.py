@@ -13,7 +13,7 @@ from nas._data.tables import check_column, table_row
 
 
 @dataclass
-class TableEvaluator(Evaluator):
+class BenchmarkEvaluator(Evaluator):
     """Accuracy read from a benchmark's table: the full training's, and a partial curve.
 
     The curve is the ``partial`` column (e.g. NAS-Bench-201's 12-epoch accuracy) then the full

@@ -3,8 +3,8 @@
 A tabular benchmark (NAS-Bench-201's CSV, NAS-Bench-Macro's JSON) lists, per network, what
 training it fully and timing it on real devices gave. Keyed by the same identity a space gives
 its networks (``nb201``: the benchmark's ``unique_str``; ``nas_bench_macro``: its canonical
-key), a search reads accuracy (:class:`TableEvaluator`, ``evaluator=table``) and latency
-(:class:`TableLatency`, ``latency=table``) from it instead of training and timing: a whole
+key), a search reads accuracy (:class:`BenchmarkEvaluator`, ``evaluator=table``) and latency
+(:class:`BenchmarkLatency`, ``latency=table``) from it instead of training and timing: a whole
 search in seconds, against a known true Pareto front.
 
 Rows sharing one identity (NAS-Bench-201's isomorphic cells, each trained separately) are

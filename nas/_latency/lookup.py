@@ -1,7 +1,7 @@
 """Latency lookup table: each distinct unit of a network measured once, cached in a JSON file.
 
 A prediction is a validated shortcut next to measurement, never a replacement for it:
-:meth:`LatencyTable.validate` compares predictions with end-to-end measurement.
+:meth:`BlockLatencyPredictor.validate` compares predictions with end-to-end measurement.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Validation:
         return asdict(self)
 
 
-class LatencyTable:
+class BlockLatencyPredictor:
     """Latency lookup table: each distinct unit measured once, cached in a JSON file.
 
     A network is predicted as the sum of its ``latency_units()``, each looked up by
@@ -109,7 +109,7 @@ class LatencyTable:
     Example:
         >>> import tempfile
         >>> from nas.space import make_space
-        >>> table = LatencyTable(f"{tempfile.mkdtemp()}/lut.json", max_seconds=0.2)
+        >>> table = BlockLatencyPredictor(f"{tempfile.mkdtemp()}/lut.json", max_seconds=0.2)
         >>> space = make_space("mbconv", resolution=32)
         >>> model = space.build(space.random_genotype(0), num_classes=10)
         >>> table.predict(model, resolution=32) > 0
@@ -285,7 +285,7 @@ class LatencyTable:
 
         Example:
             >>> from nas.zoo import efficientnet
-            >>> table = LatencyTable(max_seconds=0.2)
+            >>> table = BlockLatencyPredictor(max_seconds=0.2)
             >>> table.predict(efficientnet("b0"), resolution=64) > 0
             True
         """

@@ -218,7 +218,7 @@ def int8_accuracy(
 
     Args:
         model: a trained network.
-        data: a :class:`nas.Dataset` at the network's resolution (``nas.load_data``).
+        data: a :class:`nas.measure.Dataset` at the network's resolution (``nas.load_data``).
         calibration_images: training images to calibrate on (in batches of ``batch_size``
             at most).
         batch_size: images per inference.

@@ -38,7 +38,7 @@ class Profile:
 def profile(model: nn.Module, *, resolution: int, in_channels: int = 3) -> Profile:
     """Count a model's parameters and MACs at ``resolution`` (batch 1, eval mode).
 
-    Reparameterisable blocks (``nas.space.RepConvBNAct``) are counted folded into one conv,
+    Reparameterisable blocks (``nas.layers.RepConvBNAct``) are counted folded into one conv,
     the inference form latency and export see (on a copy). The model is left as it was: thop's hooks and the ``total_ops`` / ``total_params`` buffers
     it leaves on modules it has no rule for are removed, and every module's training flag is
     restored. (Profiling deep copies instead cost two thirds of a table-backed search's time.)

@@ -61,7 +61,7 @@ class LatencySettings:
             than ``torch`` need ``device: cpu`` and their packages (the error names the extra).
         calibration_images: ``onnxruntime_int8``: images the activation ranges are calibrated
             on (training images in a search; seeded noise where none are given).
-        fused: time the inference form: reparameterisable blocks (``nas.space.RepConvBNAct``)
+        fused: time the inference form: reparameterisable blocks (``nas.layers.RepConvBNAct``)
             folded into one conv first, as deployed.
 
     Raises:

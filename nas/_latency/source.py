@@ -23,9 +23,9 @@ from torch import nn
 
 from nas._config import call_with_options
 from nas._latency.latency import measure_latency
-from nas._latency.lookup import LatencyTable
+from nas._latency.lookup import BlockLatencyPredictor
 from nas._latency.settings import LatencySettings, describe_device
-from nas._latency.table import TableLatency
+from nas._latency.table import BenchmarkLatency
 from nas._trials.latency import LatencyResult
 
 #: Training images at a resolution, for a backend that calibrates on them (int8).
@@ -83,8 +83,8 @@ class PredictedLatency:
     """Latency predicted by a per-block lookup table (``latency=predictor``).
 
     Each distinct block is measured once, with ``settings``, the first time a network needs it
-    (see :class:`nas.LatencyTable`); a network's figure is the sum of its blocks'. A shortcut to
-    be validated (``LatencyTable.validate``), never a replacement for measurement.
+    (see :class:`nas.measure.BlockLatencyPredictor`); a network's figure is the sum of its blocks'. A shortcut to
+    be validated (``BlockLatencyPredictor.validate``), never a replacement for measurement.
 
     Args:
         settings: how blocks are measured.
@@ -96,7 +96,7 @@ class PredictedLatency:
     measured: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_table", LatencyTable(self.path, settings=self.settings))
+        object.__setattr__(self, "_table", BlockLatencyPredictor(self.path, settings=self.settings))
 
     def latency_of(
         self,
@@ -106,7 +106,7 @@ class PredictedLatency:
         resolution: int,
         images: Images | None = None,
     ) -> LatencyResult:
-        table: LatencyTable = self._table  # type: ignore[attr-defined]
+        table: BlockLatencyPredictor = self._table  # type: ignore[attr-defined]
         s = self.settings
         ms = table.predict(model, resolution=resolution)
         relative = (
@@ -139,7 +139,7 @@ def _predicted(*, path: str | None = None, **settings: Any) -> PredictedLatency:
 #: ``latency.source`` -> a factory taking the rest of the group's keys.
 _SOURCES: dict[str, Callable[..., LatencySource | LatencySettings]] = {
     "measured": LatencySettings,
-    "table": TableLatency,
+    "table": BenchmarkLatency,
     "predictor": _predicted,
 }
 

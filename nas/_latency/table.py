@@ -16,7 +16,7 @@ from nas._trials.latency import LatencyResult
 
 
 @dataclass(frozen=True)
-class TableLatency:
+class BenchmarkLatency:
     """Latency read from a benchmark's table for one of its devices (``latency=table``).
 
     Args:

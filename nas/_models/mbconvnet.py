@@ -18,7 +18,7 @@ from nas._models.network import input_sizes, n_params
 class StageConfig:
     """One row of an EfficientNet-style stage table (the paper's Table 1, plus SE ratio).
 
-    ``rep``: the stage's depthwise convs are reparameterisable (:class:`~nas.space.RepConvBNAct`).
+    ``rep``: the stage's depthwise convs are reparameterisable (:class:`~nas.layers.RepConvBNAct`).
     """
 
     expand_ratio: float

@@ -9,14 +9,14 @@ def reparameterize(model: nn.Module) -> nn.Module:
     """Put ``model`` in eval mode and fold every reparameterisable block (in place).
 
     A block is reparameterisable when it has a ``reparameterize()`` method
-    (``nas.space.RepConvBNAct`` does); a network without one is only put in eval mode. Fold after
+    (``nas.layers.RepConvBNAct`` does); a network without one is only put in eval mode. Fold after
     loading trained weights: the folded network has other parameters (``fused.weight``).
 
     Returns:
         ``model`` itself.
 
     Example:
-        >>> from nas.space import RepConvBNAct
+        >>> from nas.layers import RepConvBNAct
         >>> net = nn.Sequential(RepConvBNAct(3, 8), RepConvBNAct(8, 8))
         >>> sum(isinstance(m, nn.BatchNorm2d) for m in reparameterize(net).modules())
         0

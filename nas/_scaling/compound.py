@@ -209,7 +209,7 @@ class CompoundScaling:
         if not isinstance(space, CompoundScalable):
             raise ValueError(
                 "compound scaling needs a base network whose space can be scaled (its class "
-                "implements nas.space.CompoundScalable.scale_options); the base is an "
+                "implements nas.scaling.CompoundScalable.scale_options); the base is an "
                 f"architecture of space {self.base.space!r}"
             )
         if self.resolution is None:
@@ -289,7 +289,7 @@ def meta_size(arch: Arch) -> Size:
 
     No weights are allocated and nothing is computed, so a B7 at 600 px costs about a second
     (thop cannot count on ``meta``; the MACs are the papers' FLOPs / 2, as
-    :attr:`nas.Profile.conv_linear_macs`).
+    :attr:`nas.measure.Profile.conv_linear_macs`).
 
     Example:
         >>> from nas.space import make_space

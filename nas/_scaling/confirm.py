@@ -83,7 +83,7 @@ def confirm(
 
     ``evaluate(model, data, evaluator_seed, network_seed)`` trains and returns an accuracy;
     round r uses evaluator seed ``seed + r`` and builds each network under
-    :func:`nas.network_seed` of that seed and the network's identity, as the search would.
+    :func:`nas.search.network_seed` of that seed and the network's identity, as the search would.
     """
     finalists = [
         Finalist(record=r, point=space.point(r.genotype), accuracies=[r.accuracy], seeds=[seed])  # type: ignore[list-item]

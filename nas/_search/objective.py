@@ -94,7 +94,7 @@ class Objective:
     Args:
         space: the search space.
         data: loads the data at a resolution (cached by the loader).
-        evaluator: the accuracy evaluator (``nas.make_evaluator``).
+        evaluator: the accuracy evaluator (``nas.measure.make_evaluator``).
         latency: how latency is measured, or the benchmark table it is read from.
         num_classes: classes of the data (the networks' outputs).
         device: where the evaluator trains.

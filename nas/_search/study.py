@@ -25,7 +25,7 @@ from nas._accuracy.evaluators import make_evaluator
 from nas._config import ConfigError, to_dict
 from nas._data.data import load_data
 from nas._latency.settings import LatencySettings
-from nas._latency.table import TableLatency
+from nas._latency.table import BenchmarkLatency
 from nas._search.samplers import make_sampler
 from nas._spaces.base import SearchSpace
 from nas._storage.gate import make_gate
@@ -82,7 +82,7 @@ def study_protocol(
         if source == "measured":
             latency = LatencySettings(**options)
         elif source == "table":
-            latency = TableLatency(**options)
+            latency = BenchmarkLatency(**options)
         else:  # another source: its settings as configured
             latency = {"source": source, **options}
     objective_options: dict[str, Any] = {
@@ -135,7 +135,7 @@ def _latency_settings(latency: Any, source: str) -> dict[str, Any]:
             settings.update(value)
         elif key != "source":
             settings[key] = value
-    if isinstance(latency, TableLatency):
+    if isinstance(latency, BenchmarkLatency):
         settings["column"] = latency.column_name  # the column read: one device's figures
     return plain({"source": source, **settings})
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import nas
-from nas import load_data, make_evaluator
+from nas import load_data
+from nas.measure import make_evaluator
 
 ROOT = Path(__file__).resolve().parents[3]
 torch.set_num_threads(1)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 import nas
-from nas import load_data, make_evaluator
+from nas import load_data
+from nas.measure import make_evaluator
 
 torch.set_num_threads(1)
 data = load_data(name="digits", resolution=32)

@@ -1,0 +1,40 @@
+"""Measuring networks outside a search: accuracy evaluators, latency sources, benchmark tables.
+
+``nas.measure_latency`` and ``nas.profile`` cover the everyday case; these are the parts behind
+them, for evaluating networks in a loop of your own.
+
+Example:
+    >>> from nas.measure import make_evaluator
+    >>> make_evaluator(name="synflow").name
+    'synflow'
+"""
+
+from __future__ import annotations
+
+from nas._accuracy.evaluators import make_evaluator
+from nas._accuracy.proxy import AccuracyResult, Evaluator, NonFiniteLossError
+from nas._accuracy.table import BenchmarkEvaluator
+from nas._data.data import Dataset
+from nas._data.tables import read_table
+from nas._latency.lookup import BlockLatencyPredictor
+from nas._latency.onnx import QuantizedAccuracy
+from nas._latency.profile import Profile
+from nas._latency.source import LatencySource, PredictedLatency, register_latency_source
+from nas._latency.table import BenchmarkLatency
+
+__all__ = [
+    "AccuracyResult",
+    "BenchmarkEvaluator",
+    "BenchmarkLatency",
+    "BlockLatencyPredictor",
+    "Dataset",
+    "Evaluator",
+    "LatencySource",
+    "NonFiniteLossError",
+    "PredictedLatency",
+    "Profile",
+    "QuantizedAccuracy",
+    "make_evaluator",
+    "read_table",
+    "register_latency_source",
+]
