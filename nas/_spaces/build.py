@@ -28,7 +28,7 @@ def build_model(arch: ArchLike, *, fused: bool = False) -> nn.Module:
     Args:
         arch: the architecture.
         fused: return the inference form, in eval mode: every reparameterisable block
-            (``nas.space.RepConvBNAct``) folded into one conv. Train the unfused form, then
+            (``nas.layers.RepConvBNAct``) folded into one conv. Train the unfused form, then
             fold it (``load_model(..., fused=True)`` loads the trained weights first).
 
     Example:
