@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,7 @@ def test_search_end_to_end_writes_every_result_file(tmp_path):
         (["conf=no_such_preset"], "no_such_preset"),
         (["sampler=annealing"], "annealing"),
         (["search.n_trails=3"], "n_trails"),
+        (["search.n_trials=many"], "search.n_trials=many"),
         (["storage.url=postgresql://nas:pw@127.0.0.1:1/nas"], "cannot open postgresql://nas:***@"),
     ],
 )
@@ -112,6 +114,37 @@ def test_bad_input_one_line_and_non_zero_exit(tmp_path, args, message):
     assert out.stderr.startswith("nas search: error: ") and out.stderr.count("\n") == 1
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_postgres_password_from_the_environment_stays_out_of_the_run_and_its_messages(tmp_path):
+    """docs/distributed.md: a URL read with ${oc.env:...} keeps the password out of the run's
+    .hydra/config.yaml, and messages print it as ***. No server is needed: nothing listens on
+    port 1, so the search stops at opening the storage, after Hydra has written .hydra/."""
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nas",
+            "search",
+            *TINY,
+            "storage=postgres",
+            "storage.url=${oc.env:NAS_TEST_SECRET_URL}",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "NAS_TEST_SECRET_URL": "postgresql://nas:s3cret-pw@127.0.0.1:1/nas"},
+    )
+    assert out.returncode == 2
+    assert "cannot open postgresql://nas:***@127.0.0.1:1/nas" in out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert config["storage"]["url"] == "${oc.env:NAS_TEST_SECRET_URL}"
+    written = [p for p in run.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if b"s3cret-pw" in p.read_bytes()]
 
 
 def test_unwritable_output_directory(tmp_path):
@@ -212,3 +245,41 @@ def test_dashboard_bad_target_is_one_line():
         "nas dashboard: error: /no/such/run: no study.journal here "
         "(is it a run directory of `nas search`?)"
     ]
+
+
+def test_export_to_onnx_from_the_command_line_runs_in_onnxruntime(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    space = nas.space.make_space("mbconv", resolution=32, width_mult=0.25, depth_mult=0.5)
+    arch = nas.save_arch(space.arch(space.random_genotype(0), num_classes=10), tmp_path / "a.yaml")
+    model = nas.build_model(arch)
+    torch.manual_seed(1)
+    with torch.no_grad():  # weights and statistics of its own, so the export must load them
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.mul_(1 + torch.rand_like(tensor))
+            elif tensor.is_floating_point():
+                tensor.add_(0.05 * torch.randn_like(tensor))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = nas_cli(
+        "export",
+        str(arch),
+        "--format",
+        "onnx",
+        "--weights",
+        str(tmp_path / "w.pt"),
+        "--output",
+        str(tmp_path / "m.onnx"),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == f"wrote {tmp_path / 'm.onnx'}"
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]
+    )
+    x = torch.randn(3, 3, 32, 32)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model.eval()(x)
+    assert got.shape == (3, 10)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=0, atol=1e-4)
