@@ -539,5 +539,6 @@ def test_a_stale_trial_is_retried_with_its_network_only_once_it_is_known(tmp_pat
     optuna.storages.fail_stale_trials(study)
     failed, retry = study.get_trials()
     assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
-    assert retry.system_attrs["failed_trial"] == failed.number
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry)
+    assert retried == failed.number
     assert retry.params == (params if recorded else {})

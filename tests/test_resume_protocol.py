@@ -3,7 +3,6 @@ refused before anything is written, unless the change is asked for and recorded.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -13,7 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.storages.journal._storage import JournalOperation
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from nas import ArchFileError, ConfigError, TrialRecord, compose, load_arch, run_search
@@ -157,16 +157,24 @@ def test_another_latency_backend_is_refused_before_any_trial(tmp_path):
 
 
 def _strip_protocol(run: Path) -> None:
-    """Make the study one of an earlier version: no protocol record in the journal."""
-    op = JournalOperation.SET_STUDY_USER_ATTR.value
-    lines = journal(run).decode().splitlines(keepends=True)
-    kept = [
-        line
-        for line in lines
-        if not (json.loads(line)["op_code"] == op and PROTOCOL in json.loads(line)["user_attr"])
-    ]
-    assert len(kept) < len(lines)
-    (run / "study.journal").write_text("".join(kept))
+    """Make the study one of an earlier version: no protocol record in the journal. The study
+    is written again through Optuna's public API (its name, directions, every other user
+    attribute and every trial) into a new journal that then takes the old one's place."""
+    old_storage = JournalStorage(JournalFileBackend(str(run / "study.journal")))
+    (summary,) = optuna.get_all_study_summaries(old_storage)
+    old = optuna.load_study(study_name=summary.study_name, storage=old_storage)
+    assert PROTOCOL in old.user_attrs
+    older = run / "older.journal"
+    new = optuna.create_study(
+        study_name=old.study_name,
+        storage=JournalStorage(JournalFileBackend(str(older))),
+        directions=old.directions,
+    )
+    for key, value in old.user_attrs.items():
+        if key != PROTOCOL:
+            new.set_user_attr(key, value)
+    new.add_trials(old.get_trials())
+    older.replace(run / "study.journal")
 
 
 def test_an_older_study_without_a_record_is_accepted_and_recorded(tmp_path, capsys):

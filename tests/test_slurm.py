@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.__main__ import main
@@ -238,7 +239,7 @@ def load(study: str) -> list[FrozenTrial]:
 def retry_origins(t: FrozenTrial) -> tuple[Any, Any]:
     """The trial ``t`` retries: nas's own retry records "retry_of", Optuna's heartbeat retry
     "failed_trial"."""
-    return t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial")
+    return t.user_attrs.get("retry_of"), RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
 
 
 def retry_of(trials: Sequence[FrozenTrial], number: int) -> FrozenTrial:
