@@ -40,7 +40,13 @@ from nas._train.distill import Teacher, load_teacher
 from nas._train.logger import TrainLogger, make_train_logger
 from nas._train.loop import OnStep, Phase, TrainState, accuracy, new_state, run_phase
 from nas._train.loop import steps_per_epoch as _steps_per_epoch
-from nas._train.report import PRUNING_BACKENDS, latencies, latency_settings, model_figures
+from nas._train.report import (
+    PRUNING_BACKENDS,
+    check_packages,
+    latencies,
+    latency_settings,
+    model_figures,
+)
 
 #: What a finished run leaves in its directory (``dense_weights.pt`` only when pruning).
 OUTPUTS = ("weights.pt", "dense_weights.pt", "arch.yaml", "model.onnx", "report.json")
@@ -106,8 +112,6 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         device = resolve_device(settings.device)
     except ValueError as err:
         raise ConfigError(f"train.device: {err}") from None
-    from nas._train.report import check_packages
-
     check_packages(settings.report, latency, pruning=settings.prune.method != "none")
     teacher = load_teacher(
         settings.teacher,
@@ -120,9 +124,17 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     protocol = {"arch": record, "data": data_options, "train": settings.protocol()}
     checkpoint = ckpt.load(run_dir, protocol=protocol)
     return Prepared(
-        arch, str(settings.arch), settings, data, device, latency, teacher, initial, protocol,
-        checkpoint,
-    )  # fmt: skip
+        arch=arch,
+        arch_path=str(settings.arch),
+        settings=settings,
+        data=data,
+        device=device,
+        latency=latency,
+        teacher=teacher,
+        initial=initial,
+        protocol=protocol,
+        checkpoint=checkpoint,
+    )
 
 
 def run_train(
@@ -359,10 +371,10 @@ def _report(
     }
     if p.teacher is not None:
         t = p.teacher
-        x_val = data.x_val.to(p.device)
+        x_val, b = data.x_val.to(p.device), s.eval_batch_size
         correct = sum(
-            int((t.logits(x_val[i : i + 256]).argmax(1).cpu() == data.y_val[i : i + 256]).sum())
-            for i in range(0, len(data.y_val), 256)
+            int((t.logits(x_val[i : i + b]).argmax(1).cpu() == data.y_val[i : i + b]).sum())
+            for i in range(0, len(data.y_val), b)
         )
         report["distillation"] = {
             "teacher": t.name,
