@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -224,3 +225,31 @@ except OSError as err:
     )
     assert out.stdout.startswith("failed"), out.stdout + out.stderr
     assert path.stat().st_size == size  # no torn record left for the next write to join
+
+
+def test_a_writer_killed_holding_the_lock_does_not_hold_up_the_next_one(tmp_path):
+    """Optuna's own lock, left by a killed holder, made every resume wait 30 s (and a resume
+    killed within them never got through)."""
+    path = tmp_path / "study.journal"
+    JournalFile(str(path)).append_logs([{"op_code": 0, "study_name": "s", "directions": [1]}])
+    code = f"""
+import sys, time
+from nas._storage.journal import JournalFile
+JournalFile({str(path)!r})._lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Path(f"{path}.lock").is_symlink(), "the killed holder's lock is left"
+    start = time.monotonic()
+    JournalFile(str(path)).append_logs([{"op_code": 2, "study_id": 0, "user_attr": {"x": 1}}])
+    assert time.monotonic() - start < 5
+    assert len(path.read_text().splitlines()) == 2
+    assert not Path(f"{path}.lock").exists(), "released"
