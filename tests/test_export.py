@@ -93,6 +93,9 @@ def test_describe_compound_shows_the_scaled_member(make_small_space) -> None:
 def test_describe_bad_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("schema_version: 7\n")
+    with pytest.raises(ArchFileError, match=r"broken\.yaml: schema_version 7 is not supported"):
+        describe_arch(path)
+    path.write_text("schema_version: 1\n")
     with pytest.raises(ArchFileError, match=r"broken\.yaml: missing key"):
         describe_arch(path)
 

@@ -86,7 +86,7 @@ def test_a_study_of_another_backend_refuses_to_mix_figures(tmp_path) -> None:
     reason="pip install 'nas[onnx]'",
 )
 def test_a_search_takes_int8_latency_as_its_objective(tmp_path, monkeypatch) -> None:
-    import nas._search.objective as objective_module
+    import nas._latency.source as objective_module
 
     seen = []
     original = objective_module.measure_latency

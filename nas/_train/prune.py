@@ -81,7 +81,7 @@ def apply(model: nn.Module, *, method: str, amount: float, norm: int = 1) -> Non
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
         >>> apply(net, method="structured", amount=0.5)
-        >>> make_permanent(net)
+        >>> _ = make_permanent(net)
         >>> int((net[0].weight.flatten(1).abs().sum(1) == 0).sum()), int((net[1].weight == 0).sum())
         (4, 4)
     """
