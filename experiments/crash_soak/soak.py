@@ -38,28 +38,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = "crash_soak"
-#: A tiny MBConv space on synthetic data: a trial takes about a second (as the tests' preset),
+#: The tests' preset (conf/conf/tiny.yaml): a trial takes about a second; random sampling
 #: with two kernels: 16,384 networks, so that few trials are repeats (a reuse ends at once).
-TINY = [
-    "conf=mbconv_pareto",
-    "data=synthetic",
-    "data.synthetic_size=160",
-    "space.resolution=32",
-    "space.width_mult=0.25",
-    "space.depth_mult=0.5",
-    "space.kernel=[3,5]",
-    "space.expand=[1,3]",
-    "space.se=[0.0]",
-    "space.stochastic_depth=0.0",
-    "evaluator.epochs=2",
-    "latency.warmup=1",
-    "latency.min_rounds=3",
-    "latency.max_seconds=0.1",
-    "search.progress=false",
-    "report.plots=false",
-    "report.remeasure_front=false",
-    "sampler=random",
-]
+TINY = ["conf=tiny", "space.kernel=[3,5]", "sampler=random"]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

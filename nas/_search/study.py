@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from nas._accuracy.evaluators import make_evaluator
 from nas._config import ConfigError, to_dict
 from nas._data.data import load_data
-from nas._latency.settings import LatencySettings
+from nas._latency.source import latency_source
 from nas._latency.table import BenchmarkLatency
 from nas._search.samplers import make_sampler
 from nas._spaces.base import SearchSpace
@@ -79,12 +79,7 @@ def study_protocol(
     options = to_dict(cfg.latency)
     source = str(options.pop("source", "measured"))
     if latency is None:
-        if source == "measured":
-            latency = LatencySettings(**options)
-        elif source == "table":
-            latency = BenchmarkLatency(**options)
-        else:  # another source: its settings as configured
-            latency = {"source": source, **options}
+        latency = latency_source({"source": source, **options})
     objective_options: dict[str, Any] = {
         f"constraints.{k}": v for k, v in to_dict(s.constraints).items()
     }
