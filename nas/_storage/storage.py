@@ -103,22 +103,28 @@ def make_storage(
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         check_journal_file(path)
+        # The writers' lock file beside the journal: a refused journal gets none left behind (a
+        # failed command leaves the folder as it found it). Nobody writes to a refused journal,
+        # so removing the lock file cannot break another process's lock.
+        flock = Path(f"{path}.flock")
+        had_flock = flock.exists()
         try:
             return JournalStorage(JournalFile(str(path)))
         except OSError as err:
-            raise ConfigError(
-                f"storage.url: cannot open journal file {path} ({err.strerror})"
-            ) from None
-        except ConfigError:
-            raise
+            error = ConfigError(f"storage.url: cannot open journal file {path} ({err.strerror})")
+        except ConfigError as err:
+            error = err
         except ValueError as err:  # a damaged record in the middle of the file
             damage = damaged_line(path)
             where = f"at line {damage[0]} of {damage[1]}" if damage else f"({_first_line(err)})"
-            raise ConfigError(
+            error = ConfigError(
                 f"storage.url: journal file {path} is damaged {where}, before its last record "
                 "(not a write cut short); left unchanged: restore it from a backup, or give a new "
                 "file name"
-            ) from None
+            )
+        if not had_flock:
+            flock.unlink(missing_ok=True)
+        raise error from None
     scheme = url.split("://", 1)[0].split("+", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise ConfigError(
