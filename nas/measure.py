@@ -11,9 +11,11 @@ Example:
 
 from __future__ import annotations
 
+from nas._accuracy.ensemble import EnsembleEvaluator, ScoreEvaluator, normal_ranks
 from nas._accuracy.evaluators import make_evaluator
 from nas._accuracy.proxy import AccuracyResult, Evaluator, NonFiniteLossError
 from nas._accuracy.table import BenchmarkEvaluator
+from nas._accuracy.zero_cost import SCORES, compute_scores
 from nas._data.data import Dataset
 from nas._data.tables import read_table
 from nas._latency.lookup import BlockLatencyPredictor
@@ -23,18 +25,23 @@ from nas._latency.source import LatencySource, PredictedLatency, register_latenc
 from nas._latency.table import BenchmarkLatency
 
 __all__ = [
+    "SCORES",
     "AccuracyResult",
     "BenchmarkEvaluator",
     "BenchmarkLatency",
     "BlockLatencyPredictor",
     "Dataset",
+    "EnsembleEvaluator",
     "Evaluator",
     "LatencySource",
     "NonFiniteLossError",
     "PredictedLatency",
     "Profile",
     "QuantizedAccuracy",
+    "ScoreEvaluator",
+    "compute_scores",
     "make_evaluator",
+    "normal_ranks",
     "read_table",
     "register_latency_source",
 ]

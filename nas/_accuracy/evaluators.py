@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from nas._accuracy.ensemble import EnsembleEvaluator, ScoreEvaluator
 from nas._accuracy.proxy import Evaluator, ProxyEvaluator
 from nas._accuracy.scores import JacobCovEvaluator, SynflowEvaluator
 from nas._accuracy.table import BenchmarkEvaluator
@@ -12,7 +13,14 @@ from nas._accuracy.table import BenchmarkEvaluator
 #: Evaluators by name (the ``name`` key of ``conf/evaluator/<name>.yaml``).
 EVALUATORS: dict[str, type[Evaluator]] = {
     cls.name: cls
-    for cls in (ProxyEvaluator, SynflowEvaluator, JacobCovEvaluator, BenchmarkEvaluator)
+    for cls in (
+        ProxyEvaluator,
+        SynflowEvaluator,
+        JacobCovEvaluator,
+        ScoreEvaluator,
+        EnsembleEvaluator,
+        BenchmarkEvaluator,
+    )
 }
 
 
@@ -31,7 +39,7 @@ def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
     if name not in EVALUATORS:
         raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(EVALUATORS)}")
     cls = EVALUATORS[name]
-    allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    allowed = [f.name for f in fields(cls) if f.init and f.name != "state"]  # type: ignore[arg-type]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(

@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -91,6 +91,26 @@ class Evaluator(ABC):
         from the evaluator's ``seed``, so every network of a search sees the same batches.
         ``identity`` is the network's identity in its space (a table evaluator looks it up).
         """
+
+    def study_state(
+        self,
+        space: Any,
+        data: Callable[[int], Dataset],
+        *,
+        num_classes: int,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any] | None:
+        """What this evaluator computes once per study (stored with it and shared by every
+        worker and resume), or None (the default: nothing). ``data(resolution)`` loads the
+        search's data; ``progress(done, total)`` is called as the work goes."""
+        del space, data, num_classes, seed, progress
+        return None
+
+    def with_state(self, state: Mapping[str, Any]) -> Evaluator:
+        """This evaluator, using the study's stored ``state`` (from :meth:`study_state`)."""
+        del state
+        return self
 
     def check(self, identity: str) -> None:
         """Raise ``ValueError`` if this evaluator cannot evaluate the network ``identity``.

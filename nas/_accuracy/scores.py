@@ -68,19 +68,7 @@ class SynflowEvaluator(Evaluator):
         dev = resolve_device(device)
         check_resolution(model, data.resolution)
         start = time.perf_counter()
-        net = _without_batchnorm(copy.deepcopy(model)).to(device=dev, dtype=torch.float64)
-        net.eval()
-        with torch.no_grad():
-            for p in net.state_dict().values():
-                p.abs_()
-        net.zero_grad(set_to_none=True)
-        ones = torch.ones((1, 3, data.resolution, data.resolution), dtype=torch.float64, device=dev)
-        logits_of(net(ones)).sum().backward()
-        raw = 0.0
-        with torch.no_grad():
-            for m in net.modules():
-                if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.grad is not None:
-                    raw += float((m.weight * m.weight.grad).abs().sum())
+        raw = synflow_sum(model, data.resolution, dev)
         if not math.isfinite(raw) or raw <= 0:
             raise NonFiniteLossError(
                 f"synflow sum is {raw} (float64 overflow or a dead network); cannot score"
@@ -88,6 +76,24 @@ class SynflowEvaluator(Evaluator):
         return AccuracyResult(
             accuracy=math.log10(raw), seconds=time.perf_counter() - start, evaluator=self.name
         )
+
+
+def synflow_sum(model: nn.Module, resolution: int, dev: torch.device) -> float:
+    """The synaptic-flow sum of a copy of ``model`` (see :class:`SynflowEvaluator`)."""
+    net = _without_batchnorm(copy.deepcopy(model)).to(device=dev, dtype=torch.float64)
+    net.eval()
+    with torch.no_grad():
+        for p in net.state_dict().values():
+            p.abs_()
+    net.zero_grad(set_to_none=True)
+    ones = torch.ones((1, 3, resolution, resolution), dtype=torch.float64, device=dev)
+    logits_of(net(ones)).sum().backward()
+    raw = 0.0
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.grad is not None:
+                raw += float((m.weight * m.weight.grad).abs().sum())
+    return raw
 
 
 def _without_batchnorm(net: nn.Module) -> nn.Module:
@@ -152,16 +158,8 @@ class JacobCovEvaluator(Evaluator):
         gen = torch.Generator().manual_seed(self.seed)
         n = min(self.batch_size, len(data.y_train))
         idx = torch.randperm(len(data.y_train), generator=gen)[:n]
-        x = data.x_train[idx].to(dev).requires_grad_(True)
         with seeded(self.seed if seed is None else seed, dev):
-            out = logits_of(net(x))
-        out.backward(torch.ones_like(out))
-        jacobian = x.grad.reshape(n, -1).double().cpu().numpy()  # type: ignore[union-attr]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(jacobian)
-        k = 1e-5
-        eig = np.clip(np.linalg.eigvalsh(corr), 0.0, None) if np.isfinite(corr).all() else None
-        score = float(-np.sum(np.log(eig + k) + 1.0 / (eig + k))) if eig is not None else math.nan
+            score = jacob_cov_of(net, data.x_train[idx].to(dev))
         if not math.isfinite(score):
             raise NonFiniteLossError(
                 "jacob_cov score is not finite (an input Jacobian is constant over the batch)"
@@ -169,3 +167,24 @@ class JacobCovEvaluator(Evaluator):
         return AccuracyResult(
             accuracy=score, seconds=time.perf_counter() - start, evaluator=self.name
         )
+
+
+def jacob_cov_of(net: nn.Module, x: torch.Tensor) -> float:
+    """The jacob_cov score of ``net`` (changed: gradients) on the batch ``x`` (see
+    :class:`JacobCovEvaluator`); ``nan`` when an input Jacobian is constant over the batch."""
+    n = len(x)
+    x = x.clone().requires_grad_(True)
+    out = logits_of(net(x))
+    if not out.requires_grad:
+        return math.nan  # the output does not depend on the input (every path is "none")
+    out.backward(torch.ones_like(out))
+    if x.grad is None:
+        return math.nan
+    jacobian = x.grad.reshape(n, -1).double().cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(jacobian)
+    k = 1e-5
+    if not np.isfinite(corr).all():
+        return math.nan
+    eig = np.clip(np.linalg.eigvalsh(corr), 0.0, None)
+    return float(-np.sum(np.log(eig + k) + 1.0 / (eig + k)))

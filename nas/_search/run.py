@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nas._accuracy.evaluators import make_evaluator
+from nas._accuracy.proxy import Evaluator
 from nas._config import (
     ConfigError,
     ConstraintsConfig,
@@ -44,6 +45,7 @@ from nas._storage.workers import run_trials
 from nas._trials.latency import LatencyResult
 from nas._trials.pareto import pareto_front
 from nas._trials.record import TrialRecord
+from nas._trials.study import EVALUATOR_STATE
 
 
 @dataclass
@@ -141,7 +143,46 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         latency=latency,
     )
     gate = make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)
+    state = evaluator_state(study, gate, objective, progress=s.progress)
+    if state is not None:
+        objective.evaluator = evaluator.with_state(state)
     return Prepared(space, objective, study, storage, gate, grid)
+
+
+def evaluator_state(
+    study: optuna.Study, gate: Gate, objective: Objective, *, progress: bool = False
+) -> dict[str, Any] | None:
+    """The evaluator's once-per-study state (an ensemble's reference population): read from
+    the study, or computed and stored by the first worker to get here (under the gate, so that
+    every worker and every resume uses the one stored)."""
+    evaluator = objective.evaluator
+    if type(evaluator).study_state is Evaluator.study_state:
+        return None  # the evaluator keeps no study state
+    with gate():
+        state = study.user_attrs.get(EVALUATOR_STATE)
+        if state is not None:
+            return state
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=0, unit="net", desc="reference population", disable=not progress)
+
+        def advance(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        try:
+            state = evaluator.study_state(
+                objective.space,
+                objective.data,
+                num_classes=objective.num_classes,
+                seed=objective.seed,
+                progress=advance,
+            )
+        finally:
+            bar.close()
+        if state is not None:
+            study.set_user_attr(EVALUATOR_STATE, state)
+        return state
 
 
 def _check_space_fits(space: SearchSpace, data: Dataset) -> None:

@@ -31,6 +31,9 @@ LATENCY_TABLE = "latency_table"
 #: Study attribute: the scale of a measured study's latency objective, set by its first
 #: measurement (``nas._search.objective``); its figures are relative to that reference.
 LATENCY_SCALE = "latency_scale"
+#: Study attribute: the evaluator's once-per-study state (an ensemble's reference population,
+#: ``nas._search.run.evaluator_state``), computed by the first worker and read by the others.
+EVALUATOR_STATE = "evaluator_state"
 #: How a setting that one protocol has and the other lacks is shown.
 UNSET = "(not set)"
 

@@ -1,0 +1,246 @@
+"""Training-free evaluators: one score (``evaluator=score``), or a label-free ensemble of
+several ranked against a reference population (``evaluator=ensemble``).
+
+A network's ensemble score must depend neither on the order of the trials nor on the worker,
+and must be the same after a resume. Scores of different kinds (a log-determinant, a count of
+FLOPs, an eigenvalue sum) are put on one scale by ranking each against the same reference: a
+population of ``reference`` distinct networks drawn from the space with the search's seed when
+the study starts. Their scores are computed once, stored with the study (one user attribute)
+and read by every worker and every resume (:meth:`EnsembleEvaluator.study_state`).
+
+A score's rank against the reference is a smoothed empirical distribution function (each
+reference value a Gaussian of the population's Silverman bandwidth) mapped through the
+normal quantile function: monotone, with no ties at the ends (a network better than the whole
+reference still ranks above another that is better still). The ensemble is the mean of these
+normal scores over its components, higher is better.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import log_ndtr, logsumexp, ndtri_exp
+from torch import nn
+
+from nas._accuracy.proxy import (
+    AccuracyResult,
+    Evaluator,
+    NonFiniteLossError,
+    OnEpoch,
+    check_number,
+)
+from nas._accuracy.zero_cost import SCORES, check_scores, compute_scores
+from nas._data.data import Dataset
+
+log = logging.getLogger(__name__)
+
+#: The ensemble's components by default: label-free scores (see ``experiments/proxy_ground_truth``
+#: for how they were chosen).
+DEFAULT_SCORES = ("naswot", "synflow", "jacob_cov", "meco", "az_expressivity", "flops")
+
+
+@dataclass(frozen=True)
+class ScoreEvaluator(Evaluator):
+    """One training-free score of :mod:`nas._accuracy.zero_cost` (higher is better).
+
+    Args:
+        score: its name (``nas.measure.SCORES``).
+        batch_size: training images of the batch (drawn with ``seed``).
+        seed: the batch and the score's random draws.
+
+    Example:
+        >>> from nas import load_data
+        >>> from nas.measure import make_evaluator
+        >>> from nas.space import make_space
+        >>> space = make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> model = space.build(space.random_genotype(0), num_classes=10)
+        >>> data = load_data(name="synthetic", resolution=32)
+        >>> make_evaluator(name="score", score="naswot", batch_size=16)(model, data).evaluator
+        'score:naswot'
+    """
+
+    name: ClassVar[str] = "score"
+
+    score: str = "naswot"
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_scores([self.score])
+        check_number("batch_size", self.batch_size, minimum=2, integer=True)
+        check_number("seed", self.seed, minimum=0, integer=True)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
+        identity: str | None = None,
+    ) -> AccuracyResult:
+        start = time.perf_counter()
+        value = compute_scores(
+            model, data, [self.score], batch_size=self.batch_size, seed=self.seed, device=device
+        )[self.score]
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"{self.score} score is not finite (a dead network?)")
+        return AccuracyResult(
+            accuracy=value, seconds=time.perf_counter() - start, evaluator=f"score:{self.score}"
+        )
+
+
+def normal_ranks(values: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """Each value's rank against ``reference`` on the normal scale (see the module docstring).
+
+    ``nan`` values (a score that failed: a dead network) rank below everything, at ``-inf``.
+
+    Example:
+        >>> r = normal_ranks([0.0, 1.0, 100.0, 1000.0], [0.0, 1.0, 2.0, 3.0])
+        >>> r == sorted(r) and r[3] > r[2] > 2
+        True
+    """
+    ref = np.asarray([v for v in reference if math.isfinite(v)], dtype=np.float64)
+    if len(ref) < 2:
+        raise ValueError("a reference needs at least two finite values")
+    spread = min(float(np.std(ref)), float(np.subtract(*np.percentile(ref, [75, 25]))) / 1.34)
+    spread = spread if spread > 0 else float(np.std(ref)) or 1.0
+    bandwidth = 0.9 * spread * len(ref) ** -0.2  # Silverman's rule
+    out = []
+    for x in values:
+        if math.isnan(x):
+            out.append(-math.inf)
+            continue
+        z = (x - ref) / bandwidth
+        # The smaller tail in logs (mean of Φ(±z)), so that neither end rounds to 0 or 1.
+        log_cdf = float(logsumexp(log_ndtr(z))) - math.log(len(ref))
+        log_sf = float(logsumexp(log_ndtr(-z))) - math.log(len(ref))
+        out.append(-float(ndtri_exp(log_sf)) if log_sf < log_cdf else float(ndtri_exp(log_cdf)))
+    return out
+
+
+@dataclass(frozen=True)
+class EnsembleEvaluator(Evaluator):
+    """A label-free ensemble of training-free scores, ranked against a reference population.
+
+    Args:
+        scores: the components (``nas.measure.SCORES``).
+        reference: networks in the reference population (distinct, drawn from the space).
+        batch_size: training images of the scores' batch.
+        seed: the batch, and which networks form the reference.
+
+    Example:
+        >>> from nas import load_data
+        >>> from nas.measure import make_evaluator
+        >>> from nas.space import make_space
+        >>> space = make_space("mbconv", resolution=32, width_mult=0.25)
+        >>> data = load_data(name="synthetic", resolution=32)
+        >>> ens = make_evaluator(name="ensemble", scores=["naswot", "flops"], reference=4,
+        ...                      batch_size=16)
+        >>> state = ens.study_state(space, lambda r: data, num_classes=10, seed=0)
+        >>> model = space.build(space.random_genotype(7), num_classes=10)
+        >>> ens.with_state(state)(model, data).evaluator
+        'ensemble'
+    """
+
+    name: ClassVar[str] = "ensemble"
+
+    scores: Sequence[str] = DEFAULT_SCORES
+    reference: int = 32
+    batch_size: int = 64
+    seed: int = 0
+    state: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scores", check_scores(self.scores))
+        check_number("reference", self.reference, minimum=2, integer=True)
+        check_number("batch_size", self.batch_size, minimum=2, integer=True)
+        check_number("seed", self.seed, minimum=0, integer=True)
+
+    def options(self) -> dict[str, Any]:
+        opts = super().options()
+        opts.pop("state")
+        opts["scores"] = list(self.scores)
+        return opts
+
+    def study_state(
+        self,
+        space: Any,
+        data: Callable[[int], Dataset],
+        *,
+        num_classes: int,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Score the reference population: ``reference`` distinct networks of ``space`` drawn
+        with ``seed``, each built as a search builds it. The result is what the study stores."""
+        import torch
+
+        from nas._trials.record import network_seed
+
+        genotypes: dict[str, dict[str, Any]] = {}
+        draw = 0
+        while len(genotypes) < self.reference and draw < 100 * self.reference:
+            genotype = space.random_genotype(seed * 100_003 + draw)
+            genotypes.setdefault(space.identity(genotype), genotype)
+            draw += 1
+        values: dict[str, list[float]] = {s: [] for s in self.scores}
+        for k, (identity, genotype) in enumerate(sorted(genotypes.items()), start=1):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(network_seed(seed, identity))
+                model = space.build(genotype, num_classes=num_classes)
+            got = compute_scores(
+                model,
+                data(space.resolution_of(genotype)),
+                self.scores,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
+            for s in self.scores:
+                values[s].append(got[s])
+            if progress is not None:
+                progress(k, len(genotypes))
+        return {"networks": sorted(genotypes), "values": values, "seed": seed}
+
+    def with_state(self, state: Mapping[str, Any]) -> EnsembleEvaluator:
+        """This evaluator, ranking against the stored reference ``state``."""
+        return replace(self, state=state)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        device: str = "cpu",
+        on_epoch: OnEpoch | None = None,
+        seed: int | None = None,
+        identity: str | None = None,
+    ) -> AccuracyResult:
+        if self.state is None:
+            raise RuntimeError("the ensemble needs its reference population (study_state)")
+        start = time.perf_counter()
+        raw = compute_scores(
+            model, data, self.scores, batch_size=self.batch_size, seed=self.seed, device=device
+        )
+        failed = [s for s in self.scores if not math.isfinite(raw[s])]
+        if failed:
+            raise NonFiniteLossError(f"{failed[0]} score is not finite (a dead network?)")
+        ranks = [normal_ranks([raw[s]], self.state["values"][s])[0] for s in self.scores]
+        return AccuracyResult(
+            accuracy=statistics.fmean(ranks),
+            seconds=time.perf_counter() - start,
+            evaluator=self.name,
+        )
+
+
+def uses_labels(scores: Sequence[str]) -> bool:
+    """Whether any of ``scores`` needs the data's labels."""
+    return any(SCORES[s].labels for s in scores)
