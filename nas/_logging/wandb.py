@@ -26,14 +26,17 @@ from nas._io import finite
 from nas._logging.protocol import FamilyLog
 from nas._report.results import FRONT_COLUMNS, TRIAL_COLUMNS, Results, trial_rows
 from nas._trials.index import StudyIndex
+from nas._trials.metric import FirstObjective, study_objective
 from nas._trials.pareto import ParetoFront, hypervolume, hypervolume_history
 from nas._trials.record import TrialRecord
 
 MODES = ("offline", "online", "disabled")
 OPTIONS = ("name", "project", "entity", "mode", "dir", "tags", "group")
-#: Metrics logged per trial, all plotted against the ``trial`` number.
+#: Metrics logged per trial, all plotted against the ``trial`` number. The first objective is
+#: ``accuracy``, or ``score`` in a study of a training-free evaluator (one or the other).
 TRIAL_METRICS = (
     "accuracy",
+    "score",
     "latency_ms",
     "params",
     "macs",
@@ -95,7 +98,8 @@ class WandbLogger:
     ``mode="online"`` streams to a live dashboard; it needs credentials from ``wandb login`` or
     ``WANDB_API_KEY`` and never prompts for them. ``mode="disabled"`` logs nothing.
 
-    Per trial (:meth:`on_trial`, an Optuna callback) it logs accuracy, latency_ms, params, macs,
+    Per trial (:meth:`on_trial`, an Optuna callback) it logs accuracy (``score`` instead when
+    the evaluator gives a training-free score, not an accuracy), latency_ms, params, macs,
     seconds, state, feasible, the size of the current front, the running hypervolume and the
     genotype as ``genotype/<label>``, all against the ``trial`` number (a custom x-axis, not
     wandb's ``step``: wandb drops any row logged at a step lower than the last one, which
@@ -105,7 +109,8 @@ class WandbLogger:
     with a Pareto flag and the genotype, a scatter plot of accuracy against latency over it,
     the hypervolume curve with the final reference point, the front as its own table,
     ``pareto.png``, and ``pareto.json`` plus ``archs/*.yaml`` as an artifact of type
-    ``architectures``.
+    ``architectures``; the tables' first objective column is named as per trial, and the
+    summary's ``first_objective`` names it (``accuracy``, ``ensemble_score``).
 
     Any failure (wandb missing, init, network, disk) is reported once as one line on stderr;
     from then on every method is a no-op. Bad options raise :class:`~nas._config.ConfigError`
@@ -167,6 +172,7 @@ class WandbLogger:
         )
         self._bounded = ParetoFront(max_latency_ms=self._hv_reference)
         self._bounded_read = 0  # records of the study's index added to _bounded
+        self._objective: FirstObjective | None = None
         if self._quiet:
             return
         try:
@@ -267,6 +273,8 @@ class WandbLogger:
         index = StudyIndex.of(study)
         index.refresh()
         row = index.records.get(trial.number) or TrialRecord.of(trial)
+        if self._objective is None:  # read once: the study's protocol and its first trials
+            self._objective = study_objective(study, index.records.values())
         if self._hv_reference is not None:
             # A fixed reference can cut the front: the area is that of the front below it.
             records = list(index.records.values())
@@ -281,7 +289,7 @@ class WandbLogger:
             "trial": trial.number,
             "state": row.state,
             "feasible": row.feasible,
-            "accuracy": row.accuracy,
+            self._objective.key: row.accuracy,
             "latency_ms": finite(row.latency_ms),
             "params": row.params,
             "macs": row.macs,
@@ -299,12 +307,18 @@ class WandbLogger:
         if self._run is None:
             return
         wandb = self._wandb
+        objective = results.objective
         front_ids = {r.trial for r in results.front}
+
+        def named(columns: tuple[str, ...]) -> list[str]:
+            return [objective.key if c == "accuracy" else c for c in columns]
+
         trials = wandb.Table(
-            columns=list(TRIAL_TABLE_COLUMNS), data=finite(trial_rows(results.rows, front_ids))
+            columns=named(TRIAL_TABLE_COLUMNS),
+            data=finite(trial_rows(results.rows, front_ids, objective)),
         )
         front = wandb.Table(
-            columns=list(FRONT_TABLE_COLUMNS),
+            columns=named(FRONT_TABLE_COLUMNS),
             data=finite(
                 [
                     [col(r, results.arch_file(r.trial)) for col in FRONT_COLUMNS.values()]
@@ -323,16 +337,16 @@ class WandbLogger:
             "pareto_scatter": wandb.plot.scatter(
                 trials,
                 "latency_ms",
-                "accuracy",
-                title=f"{self.study_name}: accuracy vs latency (ms), {len(front_ids)} Pareto of "
-                f"{n_evaluated} evaluated (column 'pareto')",
+                objective.key,
+                title=f"{self.study_name}: {objective.noun} vs latency (ms), "
+                f"{len(front_ids)} Pareto of {n_evaluated} evaluated (column 'pareto')",
             ),
             "pareto_front": front,
             "hypervolume_curve": wandb.plot.line(
                 hv,
                 "trial",
                 "hypervolume",
-                title=f"hypervolume, reference point (accuracy 0, {ref:.3f} ms)",
+                title=f"hypervolume, reference point ({objective.key} 0, {ref:.3f} ms)",
             ),
         }
         png = results.files.get("pareto.png")
@@ -346,6 +360,7 @@ class WandbLogger:
                 "hypervolume": results.hypervolume,
                 "front_size": len(results.front),
                 "reference_latency_ms": ref,
+                "first_objective": objective.name,
                 "n_trials": len(results.rows),
                 "n_evaluated": n_evaluated,
             }

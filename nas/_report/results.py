@@ -2,6 +2,12 @@
 
 Every file is written atomically (:mod:`nas._io`). The trials table's columns are declared once
 (:data:`TRIAL_COLUMNS`): ``trials.csv`` and the wandb trials table both read them.
+
+The first objective keeps the key ``accuracy`` in every file, whatever the evaluator, so that
+readers of earlier files keep working; what it is (an accuracy, or a training-free score) is
+said next to it: ``first_objective`` in ``pareto.json`` (whose ``objectives`` and
+``reference_point`` name it ``score`` for a score), the ``objective`` column of ``trials.csv``
+(:class:`nas._trials.metric.FirstObjective`).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,7 @@ from nas._report.plots import plot_hypervolume_png, plot_pareto_html, plot_paret
 from nas._spaces.arch import save_arch
 from nas._spaces.base import SearchSpace
 from nas._trials.latency import LatencyResult
+from nas._trials.metric import FirstObjective, study_objective
 from nas._trials.pareto import (
     hypervolume,
     hypervolume_history,
@@ -28,26 +35,29 @@ from nas._trials.pareto import (
 )
 from nas._trials.record import TrialRecord, genotype_json
 
-Column = Callable[[TrialRecord, bool], Any]
+Column = Callable[[TrialRecord, bool, FirstObjective], Any]
 
-#: The trials table: column name -> value of a record (and whether it is on the front).
+#: The trials table: column name -> value of a record (whether it is on the front, and the
+#: study's first objective). ``objective`` (last, so that no column moves) says what
+#: ``accuracy`` holds: ``accuracy``, or a score's name (``ensemble_score``).
 TRIAL_COLUMNS: dict[str, Column] = {
-    "trial": lambda r, _: r.trial,
-    "state": lambda r, _: r.state,
-    "accuracy": lambda r, _: r.accuracy,
-    "latency_ms": lambda r, _: r.latency_ms,
-    "latency_iqr_ms": lambda r, _: r.latency.iqr_ms if r.latency else None,
-    "latency_relative": lambda r, _: r.latency.relative if r.latency else None,
-    "params": lambda r, _: r.params,
-    "macs": lambda r, _: r.macs,
-    "resolution": lambda r, _: r.resolution,
-    "feasible": lambda r, _: r.feasible,
-    "pareto": lambda _, pareto: pareto,
-    "duplicate_of": lambda r, _: r.duplicate_of,
-    "seconds": lambda r, _: r.total_seconds,
-    "note": lambda r, _: r.note,
-    "arch": lambda r, _: r.arch,
-    "genotype": lambda r, _: genotype_json(r.genotype),
+    "trial": lambda r, *_: r.trial,
+    "state": lambda r, *_: r.state,
+    "accuracy": lambda r, *_: r.accuracy,
+    "latency_ms": lambda r, *_: r.latency_ms,
+    "latency_iqr_ms": lambda r, *_: r.latency.iqr_ms if r.latency else None,
+    "latency_relative": lambda r, *_: r.latency.relative if r.latency else None,
+    "params": lambda r, *_: r.params,
+    "macs": lambda r, *_: r.macs,
+    "resolution": lambda r, *_: r.resolution,
+    "feasible": lambda r, *_: r.feasible,
+    "pareto": lambda _, pareto, __: pareto,
+    "duplicate_of": lambda r, *_: r.duplicate_of,
+    "seconds": lambda r, *_: r.total_seconds,
+    "note": lambda r, *_: r.note,
+    "arch": lambda r, *_: r.arch,
+    "genotype": lambda r, *_: genotype_json(r.genotype),
+    "objective": lambda _, __, objective: objective.name,
 }
 
 #: The front's table (wandb, and ``nas show``): column name -> value of a record and its file.
@@ -63,9 +73,13 @@ FRONT_COLUMNS: dict[str, Callable[[TrialRecord, str | None], Any]] = {
 }
 
 
-def trial_rows(records: Sequence[TrialRecord], front_ids: set[int]) -> list[list[Any]]:
+def trial_rows(
+    records: Sequence[TrialRecord], front_ids: set[int], objective: FirstObjective
+) -> list[list[Any]]:
     """The trials table's rows, in :data:`TRIAL_COLUMNS` order."""
-    return [[col(r, r.trial in front_ids) for col in TRIAL_COLUMNS.values()] for r in records]
+    return [
+        [col(r, r.trial in front_ids, objective) for col in TRIAL_COLUMNS.values()] for r in records
+    ]
 
 
 @dataclass
@@ -77,6 +91,7 @@ class Results:
     reference_latency_ms: float
     hypervolume: float
     files: dict[str, Path]
+    objective: FirstObjective = field(default_factory=FirstObjective)
 
     def arch_file(self, trial: int) -> str | None:
         """The architecture file of a front trial, relative to the run directory."""
@@ -97,11 +112,13 @@ class Results:
         return counts
 
 
-def _csv_text(records: Sequence[TrialRecord], front_ids: set[int]) -> str:
+def _csv_text(
+    records: Sequence[TrialRecord], front_ids: set[int], objective: FirstObjective
+) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(TRIAL_COLUMNS)
-    writer.writerows(trial_rows(records, front_ids))
+    writer.writerows(trial_rows(records, front_ids, objective))
     return buf.getvalue()
 
 
@@ -142,6 +159,7 @@ def write_results(
     run_dir = Path(run_dir)
     rows = TrialRecord.all_of(study.get_trials(deepcopy=False))
     front = pareto_front(rows)
+    objective = study_objective(study, rows)
     ref = reference_latency(rows, hv_reference_latency_ms)
     hv = hypervolume([(r.accuracy, r.latency_ms) for r in front], ref)  # type: ignore[misc]
     files: dict[str, Path] = {}
@@ -149,21 +167,29 @@ def write_results(
     for r in front:
         arch = space.arch(r.genotype, num_classes=num_classes).with_metrics(
             trial=r.trial,
-            accuracy=r.accuracy,
+            **{objective.name: r.accuracy},
             latency_ms=r.latency_ms,
             params=r.params,
             macs=r.macs,
         )
         path = save_arch(arch, run_dir / "archs" / f"trial_{r.trial}.yaml")
         arch_files[r.trial] = str(path.relative_to(run_dir))
-    results = Results(rows=rows, front=front, reference_latency_ms=ref, hypervolume=hv, files=files)
+    results = Results(
+        rows=rows,
+        front=front,
+        reference_latency_ms=ref,
+        hypervolume=hv,
+        files=files,
+        objective=objective,
+    )
     final = {k: v.to_dict() for k, v in (remeasured or {}).items()}
     doc = {
         "study_name": study.study_name,
         "space": space.name,
         "num_classes": num_classes,
-        "objectives": {"accuracy": "maximize", "latency_ms": "minimize"},
-        "reference_point": {"accuracy": 0.0, "latency_ms": ref},
+        "first_objective": objective.to_dict(),
+        "objectives": {objective.key: "maximize", "latency_ms": "minimize"},
+        "reference_point": {objective.key: 0.0, "latency_ms": ref},
         "hypervolume": hv,
         "n_trials": len(rows),
         "counts": results.counts,
@@ -182,17 +208,19 @@ def write_results(
     files["pareto.json"] = run_dir / "pareto.json"
     atomic_write_text(files["pareto.json"], to_json(doc))
     files["trials.csv"] = run_dir / "trials.csv"
-    atomic_write_text(files["trials.csv"], _csv_text(rows, {r.trial for r in front}))
+    atomic_write_text(files["trials.csv"], _csv_text(rows, {r.trial for r in front}, objective))
     if plots:
         title = (
             f"{study.study_name}: {len(front)} Pareto of {sum(r.evaluated for r in rows)} evaluated"
         )
         files["pareto.png"] = run_dir / "pareto.png"
-        plot_pareto_png(rows, front, files["pareto.png"], title=title)
+        plot_pareto_png(rows, front, files["pareto.png"], title=title, objective=objective)
         files["pareto.html"] = run_dir / "pareto.html"
-        plot_pareto_html(rows, front, files["pareto.html"], title=title)
+        plot_pareto_html(rows, front, files["pareto.html"], title=title, objective=objective)
         files["hypervolume.png"] = run_dir / "hypervolume.png"
-        plot_hypervolume_png(hypervolume_history(rows, ref), files["hypervolume.png"], ref=ref)
+        plot_hypervolume_png(
+            hypervolume_history(rows, ref), files["hypervolume.png"], ref=ref, objective=objective
+        )
     for trial, rel in arch_files.items():
         files[f"archs/trial_{trial}.yaml"] = run_dir / rel
     return results

@@ -10,6 +10,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from nas._report.tables import front_table
+from nas._trials.metric import FirstObjective, study_objective
 from nas._trials.pareto import pareto_front
 from nas._trials.record import TrialRecord
 
@@ -69,7 +70,13 @@ def show_run(run_dir: Path) -> None:
             doc = json.loads(pareto.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{pareto}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        console.print(front_table(doc["front"], title=f"Pareto front of {doc['study_name']}"))
+        # A pareto.json of an earlier version has no first_objective: its front is accuracies.
+        objective = FirstObjective.from_dict(doc.get("first_objective") or {})
+        console.print(
+            front_table(
+                doc["front"], title=f"Pareto front of {doc['study_name']}", objective=objective
+            )
+        )
         ref = doc["reference_point"]["latency_ms"]
         console.print(
             f"{doc['n_trials']} trials {doc['counts']}; hypervolume {doc['hypervolume']:.4g} "
@@ -79,7 +86,11 @@ def show_run(run_dir: Path) -> None:
     storage = storage_of(run_dir)
     for summary in optuna.study.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        front = pareto_front(TrialRecord.all_of(study.get_trials(deepcopy=False)))
+        rows = TrialRecord.all_of(study.get_trials(deepcopy=False))
         console.print(
-            front_table(front, title=f"Pareto front of {study.study_name} (from storage)")
+            front_table(
+                pareto_front(rows),
+                title=f"Pareto front of {study.study_name} (from storage)",
+                objective=study_objective(study, rows),
+            )
         )

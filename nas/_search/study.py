@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from nas._search.samplers import make_sampler
 from nas._spaces.base import SearchSpace
 from nas._storage.gate import make_gate
 from nas._storage.storage import make_storage
+from nas._trials.metric import evaluator_name, first_objective
 from nas._trials.study import (
     LATENCY_SCALE,
     PROTOCOL_CHANGES,
@@ -43,6 +45,20 @@ from nas._trials.study import (
 )
 
 OBJECTIVES = {"pareto": ["maximize", "minimize"], "mnas": ["maximize"]}
+
+
+def metric_names(objective: str, evaluator: Mapping[str, Any]) -> list[str]:
+    """Optuna's names of the study's values (optuna-dashboard shows them), by ``search.objective``:
+    the first objective's (``accuracy``, ``ensemble_score``) and ``latency_ms``, or MnasNet's
+    ``reward``.
+
+    Example:
+        >>> metric_names("pareto", {"name": "ensemble"}), metric_names("mnas", {"name": "proxy"})
+        (['ensemble_score', 'latency_ms'], ['reward'])
+    """
+    if objective == "mnas":
+        return ["reward"]
+    return [first_objective([evaluator_name(evaluator)]).name, "latency_ms"]
 
 
 def _pruner(cfg: DictConfig) -> optuna.pruners.BasePruner | None:
@@ -233,6 +249,10 @@ def open_study(
     # record and refuse the study, and could draw the same worker number.
     with make_gate(storage, url=cfg.storage.url, run_dir=run_dir, study_name=s.study_name)():
         starts = _check_protocol(study, protocol, allow=bool(s.allow_protocol_change))
+        if study.metric_names is None:  # named once; a resume keeps the names the study has
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(metric_names(s.objective, protocol.evaluator))
     if starts:
         # Each worker that ever opened the study samples with its own seed: workers started with
         # the same command (or a resumed run) would otherwise propose the same networks in the
