@@ -105,16 +105,22 @@ def pass_seconds(row: dict[str, Any], names: list[str]) -> float:
     return sum(v for k, v in row["pass_seconds"].items() if k in groups)
 
 
-def greedy(rows: list[dict[str, Any]], reference: list[dict[str, Any]], pool: list[str]) -> list:
-    """Forward selection of components on ``rows`` (Spearman with the truth), up to 6."""
-    truth = [r["truth"] for r in rows]
+def greedy(sets: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], pool: list[str]) -> list:
+    """Forward selection of up to 6 components maximising the mean Spearman with the truth
+    over ``sets`` (each: networks, reference); stops when a component adds under 0.002."""
     chosen: list[str] = []
     trail = []
     best_so_far = -1.0
+
+    def score(names: list[str]) -> float:
+        return statistics.fmean(
+            spearman(ensemble(rows, ref, names), [r["truth"] for r in rows]) for rows, ref in sets
+        )
+
     while len(chosen) < 6:
-        tries = {n: spearman(ensemble(rows, reference, [*chosen, n]), truth) for n in pool}
-        name = max((n for n in tries if n not in chosen), key=tries.__getitem__)
-        if tries[name] <= best_so_far + 1e-4:
+        tries = {n: score([*chosen, n]) for n in pool if n not in chosen}
+        name = max(tries, key=tries.__getitem__)
+        if tries[name] < best_so_far + 0.002:
             break
         chosen.append(name)
         best_so_far = tries[name]
@@ -129,98 +135,109 @@ def fmt(s: dict[str, float]) -> str:
     )
 
 
+def split(bench: str, rows: list[dict[str, Any]]) -> tuple[list, list]:
+    """The networks an ensemble is chosen on, and those it is reported on (held out)."""
+    if bench == "nb201":
+        return [r for r in rows if r["naslib"]], [r for r in rows if not r["naslib"]]
+    return rows[::2], rows[1::2]  # a random sample: alternate rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--reference", type=int, default=32)
     parser.add_argument("--boot", type=int, default=1000)
-    parser.add_argument("--ensemble", nargs="*", help="report this ensemble (default: chosen)")
     args = parser.parse_args()
-    data = {}
+    data, refs, evals = {}, {}, {}
+    rng = np.random.default_rng(1)
     for f in args.files:
         rows = load(f if f.is_absolute() else HERE / f)
         bench = "nb201" if "arch_str" in rows[0] else "nas_bench_macro"
+        ref_idx = set(rng.choice(len(rows), size=args.reference, replace=False).tolist())
         data[bench] = rows
-    rng = np.random.default_rng(1)
+        refs[bench] = [r for i, r in enumerate(rows) if i in ref_idx]
+        evals[bench] = [r for i, r in enumerate(rows) if i not in ref_idx]
     head = "| score | Spearman (95% CI) | Kendall | top half | top 10% | CPU s (median) |"
     line = "|---|---|---:|---:|---:|---:|"
-    chosen = args.ensemble
-    for bench, rows in data.items():
-        ref_idx = set(rng.choice(len(rows), size=args.reference, replace=False).tolist())
-        reference = [r for i, r in enumerate(rows) if i in ref_idx]
-        evaluated = [r for i, r in enumerate(rows) if i not in ref_idx]
-        truth = [r["truth"] for r in evaluated]
-        lo, hi = min(truth), max(truth)
-        print(f"\n## {bench}: {len(evaluated)} networks (truth {lo:.1f}-{hi:.1f}%),")
-        print(f"reference population of {len(reference)} others\n")
+
+    def row(label: str, x: list[float], rows: list[dict[str, Any]], cpu: str = "-") -> None:
+        t = [r["truth"] for r in rows]
+        print(f"| {label} | {fmt(stats(x, t, boot=args.boot))} | {cpu} |")
+
+    for bench, rows in evals.items():
+        truth = [r["truth"] for r in rows]
+        print(f"\n## {bench}: {len(rows)} networks (truth {min(truth):.1f}-{max(truth):.1f}%)\n")
         print(head)
         print(line)
         for name in SCORES:
-            x = [r["scores"][name] for r in evaluated]
-            cpu = statistics.median(pass_seconds(r, [name]) for r in evaluated)
+            x = [r["scores"][name] for r in rows]
+            cpu = statistics.median(pass_seconds(r, [name]) for r in rows)
             tag = " (labels)" if SCORES[name].labels else ""
-            print(f"| {name}{tag} | {fmt(stats(x, truth, boot=args.boot))} | {cpu:.2f} |")
+            row(f"{name}{tag}", x, rows, f"{cpu:.2f}")
         if bench == "nb201":
-            x = [r["acc_12ep"] for r in evaluated]
-            print(f"| benchmark 12-epoch accuracy | {fmt(stats(x, truth, boot=args.boot))} | - |")
-            select = [r for r in evaluated if r["naslib"]]
-            held = [r for r in evaluated if not r["naslib"]]
-            if chosen is None:
-                trail = greedy(select, reference, LABEL_FREE)
-                print("\nGreedy choice of label-free components on NASLib's cells:\n")
-                for names, rho in trail:
-                    print(f"- {' + '.join(names)}: {rho:.3f}")
-                chosen = trail[-1][0]
-        if chosen:
-            cpu = statistics.median(pass_seconds(r, chosen) for r in evaluated)
-            ens = ensemble(evaluated, reference, chosen)
-            print(
-                f"| **ensemble** {' + '.join(chosen)} | {fmt(stats(ens, truth, boot=args.boot))}"
-                f" | {cpu:.2f} |"
+            row("benchmark's 12-epoch accuracy (GPU training)", [r["acc_12ep"] for r in rows], rows)
+        all_scores = [n for n in SCORES]
+        cpu = statistics.median(pass_seconds(r, all_scores) for r in rows)
+        print(f"\nAll {len(all_scores)} scores together: median {cpu:.2f} CPU s per network.")
+
+    # Ensembles: chosen on one part, reported on the held-out part and on the other benchmark.
+    parts = {b: split(b, rows) for b, rows in evals.items()}
+    choices: dict[str, list[str]] = {}
+    print(
+        "\n## Ensembles (label-free components, chosen greedily; reference population of "
+        f"{args.reference} networks)\n"
+    )
+    for label, benches in [(b, [b]) for b in evals] + [("both", list(evals))]:
+        if label == "both" and len(evals) < 2:
+            continue
+        trail = greedy([(parts[b][0], refs[b]) for b in benches], LABEL_FREE)
+        choices[label] = trail[-1][0]
+        steps = "; ".join(f"{' + '.join(n)}: {rho:.3f}" for n, rho in trail)
+        sizes = ", ".join(f"{len(parts[b][0])} {b} networks" for b in benches)
+        print(f"- chosen on {sizes}: {steps}")
+    for bench, rows in evals.items():
+        held = parts[bench][1]
+        print(f"\n### {bench}: held out ({len(held)} networks) and all {len(rows)}\n")
+        print(head)
+        print(line)
+        for label, names in choices.items():
+            where = "held out" if label in (bench, "both") else "all (other benchmark's choice)"
+            on = held if label in (bench, "both") else rows
+            if len(on) < 10:
+                print(f"| chosen on {label}: too few networks held out yet ({len(on)}) | |||| |")
+                continue
+            cpu = statistics.median(pass_seconds(r, names) for r in on)
+            row(
+                f"chosen on {label}: {' + '.join(names)} ({where})",
+                ensemble(on, refs[bench], names),
+                on,
+                f"{cpu:.2f}",
             )
-            names3 = ["naswot", "synflow", "jacob_cov"]
-            e3 = ensemble(evaluated, reference, names3)
-            print(
-                f"| ensemble naswot + synflow + jacob_cov | {fmt(stats(e3, truth, boot=args.boot))} | - |"
+            if label == "both":
+                row(f"chosen on both, all {len(rows)}", ensemble(rows, refs[bench], names), rows)
+        three = ["naswot", "synflow", "jacob_cov"]
+        row("naswot + synflow + jacob_cov (all)", ensemble(rows, refs[bench], three), rows)
+        row("FLOPs (all)", [r["scores"]["flops"] for r in rows], rows)
+        if bench == "nb201" and "both" in choices:
+            ens = ensemble(rows, refs[bench], choices["both"])
+            short = normal_ranks(
+                [r["acc_12ep"] for r in rows], [r["acc_12ep"] for r in refs[bench]]
             )
-            if bench == "nb201":
-                parts = {"NASLib's cells (choice)": select, "other cells (held out)": held}
-                for label, part in parts.items():
-                    if len(part) > 10:
-                        e = ensemble(part, reference, chosen)
-                        t = [r["truth"] for r in part]
-                        print(
-                            f"| ensemble on {label}, n={len(part)} | {fmt(stats(e, t, boot=args.boot))} | - |"
-                        )
-                # What short training adds: the ensemble's and the 12-epoch column's normal
-                # ranks (the latter ranked against the same reference), averaged.
-                e12 = [
-                    (a + b) / 2
-                    for a, b in zip(
-                        ens,
-                        normal_ranks(
-                            [r["acc_12ep"] for r in evaluated], [r["acc_12ep"] for r in reference]
-                        ),
-                        strict=True,
-                    )
-                ]
-                print(
-                    f"| ensemble + 12-epoch accuracy | {fmt(stats(e12, truth, boot=args.boot))} | - |"
-                )
-        if bench == "nb201":
-            mine = naslib_scores()
-            both = [r for r in evaluated if r["naslib"]]
-            print(f"\nAgreement with NASLib on {len(both)} of its cells (Spearman):\n")
-            print("| score | ours vs NASLib's | ours vs truth | NASLib's vs truth |")
-            print("|---|---:|---:|---:|")
-            t = [r["truth"] for r in both]
-            for ours, theirs in NASLIB_NAMES.items():
-                a = [r["scores"][ours] for r in both]
-                b = [mine[r["arch_str"]][theirs]["score"] for r in both]
-                print(
-                    f"| {ours} | {spearman(a, b):.3f} | {spearman(a, t):.3f} | "
-                    f"{spearman(b, t):.3f} |"
-                )
+            e12 = [(a + b) / 2 for a, b in zip(ens, short, strict=True)]
+            row("chosen on both + benchmark's 12-epoch accuracy (all)", e12, rows)
+    if "nb201" in evals:
+        mine = naslib_scores()
+        both = [r for r in data["nb201"] if r["naslib"]]
+        print(f"\n## Agreement with NASLib on {len(both)} of its cells (Spearman)\n")
+        print("| score | ours vs NASLib's | ours vs truth | NASLib's vs truth |")
+        print("|---|---:|---:|---:|")
+        t = [r["truth"] for r in both]
+        for ours, theirs in NASLIB_NAMES.items():
+            a = [r["scores"][ours] for r in both]
+            b = [mine[r["arch_str"]][theirs]["score"] for r in both]
+            print(
+                f"| {ours} | {spearman(a, b):.3f} | {spearman(a, t):.3f} | {spearman(b, t):.3f} |"
+            )
 
 
 if __name__ == "__main__":

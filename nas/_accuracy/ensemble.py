@@ -12,7 +12,10 @@ A score's rank against the reference is a smoothed empirical distribution functi
 reference value a Gaussian of the population's Silverman bandwidth) mapped through the
 normal quantile function: monotone, with no ties at the ends (a network better than the whole
 reference still ranks above another that is better still). The ensemble is the mean of these
-normal scores over its components, higher is better.
+normal scores over its components, mapped back through the normal distribution function: a
+figure in (0, 1), higher is better, read as the share of the space's networks this one beats
+(0.5: the reference's median). Being positive, it works with the hypervolume's reference
+point 0 and with the MnasNet reward.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp, ndtri_exp
+from scipy.special import log_ndtr, logsumexp, ndtr, ndtri_exp
 from torch import nn
 
 from nas._accuracy.proxy import (
@@ -235,7 +238,7 @@ class EnsembleEvaluator(Evaluator):
             raise NonFiniteLossError(f"{failed[0]} score is not finite (a dead network?)")
         ranks = [normal_ranks([raw[s]], self.state["values"][s])[0] for s in self.scores]
         return AccuracyResult(
-            accuracy=statistics.fmean(ranks),
+            accuracy=float(ndtr(statistics.fmean(ranks))),
             seconds=time.perf_counter() - start,
             evaluator=self.name,
         )

@@ -156,8 +156,8 @@ def evaluator_state(
     the study, or computed and stored by the first worker to get here (under the gate, so that
     every worker and every resume uses the one stored)."""
     evaluator = objective.evaluator
-    if type(evaluator).study_state is Evaluator.study_state:
-        return None  # the evaluator keeps no study state
+    if getattr(type(evaluator), "study_state", Evaluator.study_state) is Evaluator.study_state:
+        return None  # the evaluator keeps no study state (or is a plain function)
     with gate():
         state = study.user_attrs.get(EVALUATOR_STATE)
         if state is not None:
