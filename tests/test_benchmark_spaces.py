@@ -130,18 +130,20 @@ def test_macro_network_runs() -> None:
     ("preset", "results"),
     [("nb201_proxy", "nb201-deep16"), ("nas_bench_macro_proxy", "macro-tuned")],
 )
-def test_the_proxy_presets_are_what_the_ground_truth_benchmark_measured(preset, results):
-    """experiments/proxy_ground_truth quotes these presets' figures from these runs."""
+def test_the_proxy_training_measured_is_evaluator_proxy_cifar(preset, results):
+    """experiments/proxy_ground_truth quotes the proxy training's figures from these runs: the
+    preset with evaluator=proxy_cifar and the recorded network reduction is what they ran."""
     root = Path(__file__).resolve().parents[1]
     measured = json.loads(
         (root / "experiments/proxy_ground_truth/results" / f"{results}.settings.json").read_text()
     )
-    cfg = nas.compose([f"conf={preset}"])
-    assert cfg.space.resolution == measured["resolution"]
-    for key, value in measured["space"].items():
-        assert cfg.space[key] == value, key
+    reduction = [f"space.{k}={v}" for k, v in measured["space"].items()]
+    resolution = f"space.resolution={measured['resolution']}"
+    cfg = nas.compose([f"conf={preset}", "evaluator=proxy_cifar", resolution, *reduction])
+    assert cfg.evaluator.name == "proxy"
     for key, value in measured["evaluator"].items():
         assert cfg.evaluator[key] == value, key
     for key, value in measured["data"].items():
         assert cfg.data[key] == value, key
+    assert nas.compose([f"conf={preset}"]).evaluator.name == "ensemble"
     assert cfg.data.path.endswith("cifar10_subset.npz") and cfg.data.split == "train"

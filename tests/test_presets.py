@@ -84,6 +84,13 @@ def test_conf_tiny_runs_a_search_end_to_end(tmp_path) -> None:
 QUICK_TIMING = ["latency.warmup=1", "latency.min_rounds=3", "latency.max_seconds=0.1"]
 QUICK = ["search.progress=false", "report.plots=false", "report.remeasure_front=false"]
 SMALL_DATA = ["data=synthetic", "data.synthetic_size=160", "evaluator.epochs=1"]
+#: The same for a training-free ensemble: a reference population of 4, batches of 16.
+SMALL_SCORES = [
+    "data=synthetic",
+    "data.synthetic_size=160",
+    "evaluator.reference=4",
+    "evaluator.batch_size=16",
+]
 #: Each preset with what makes its run short; its space, sampler, evaluator and latency source
 #: stay its own. Two trials (conf=effnet_grid: step 1 on a 2x2x2 corner of its grid, then
 #: phi = 0..1), one worker.
@@ -99,8 +106,8 @@ SHORTENED: dict[str, list[str]] = {
         *QUICK_TIMING,
     ],
     "inception_widths": [*SMALL_DATA, "space.modules=[3a,3b]", *QUICK_TIMING],
-    "nb201_proxy": [*SMALL_DATA, "space.cells=1", *QUICK_TIMING],
-    "nas_bench_macro_proxy": [*SMALL_DATA, *QUICK_TIMING],
+    "nb201_proxy": [*SMALL_SCORES, "space.cells=1", *QUICK_TIMING],
+    "nas_bench_macro_proxy": [*SMALL_SCORES, *QUICK_TIMING],
     "nb201_table": [],
     "effnet_grid": [
         "data=synthetic",

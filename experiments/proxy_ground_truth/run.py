@@ -9,8 +9,9 @@ and MACs. ``summary.py`` turns the lines into rank correlations.
     python experiments/proxy_ground_truth/run.py nb201 --archs 30 --out results/nb201-P1.jsonl \\
         --space channels=8 cells=1 --set lr=0.1 warmup=0.1 zero_init=true
 
-``--preset nb201_proxy`` (``nas_bench_macro_proxy``) takes the network's reduction and the
-proxy's settings from that preset of ``conf/conf/``: what a search with it trains.
+``--preset nb201_proxy`` (``nas_bench_macro_proxy``) takes the proxy's settings from that
+preset of ``conf/conf/`` with ``evaluator=proxy_cifar`` (the presets now use a training-free
+ensemble), the network's reduction from ``--space`` and ``--resolution``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def _parse(items: list[str]) -> dict[str, Any]:
 def preset(name: str, bench: str) -> tuple[dict[str, Any], dict[str, Any], int]:
     """A preset's network options, proxy options (those that differ from the evaluator's
     defaults) and resolution; its data must be the CIFAR-10 subset split as here."""
-    cfg = OmegaConf.to_container(nas.compose([f"conf={name}"]), resolve=True)
+    cfg = OmegaConf.to_container(
+        nas.compose([f"conf={name}", "evaluator=proxy_cifar"]), resolve=True
+    )
     space, evaluator, data = cfg["space"], cfg["evaluator"], cfg["data"]
     if space.pop("name") != bench:
         raise SystemExit(f"preset {name} does not search the {bench} space")
@@ -130,7 +133,9 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=30)
     parser.add_argument("--sample-seed", type=int, default=0, help="which networks are drawn")
     parser.add_argument("--seed", type=int, default=0, help="search.seed of the proxy")
-    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="default: 32 (or the preset's)"
+    )
     parser.add_argument("--space", nargs="*", default=[], help="proxy network options k=v")
     parser.add_argument("--set", nargs="*", default=[], help="proxy evaluator options k=v")
     parser.add_argument("--data", nargs="*", default=[], help="load_data options k=v")
@@ -140,7 +145,10 @@ def main() -> None:
     args = parser.parse_args()
     space_options, evaluator_options = _parse(args.space), _parse(args.set)
     if args.preset:
-        space_options, evaluator_options, args.resolution = preset(args.preset, args.bench)
+        options, evaluator_options, resolution = preset(args.preset, args.bench)
+        space_options = {**options, **space_options}
+        args.resolution = args.resolution or resolution
+    args.resolution = args.resolution or 32
 
     truth = ground_truth(args.bench)
     drawn = random.Random(args.sample_seed).sample(truth, args.archs)
