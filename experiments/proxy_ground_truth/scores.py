@@ -53,8 +53,13 @@ def naslib_scores() -> dict[str, dict[str, Any]]:
     return {naslib_arch_str(k): v for k, v in table.items()}
 
 
-def networks(bench: str, count: int, sample_seed: int) -> list[dict[str, Any]]:
-    """The networks to score, in order: identity, genotype, truth (and extras)."""
+def networks(
+    bench: str, count: int, sample_seed: int, only: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """The networks to score, in order: identity, genotype, truth (and extras); with ``only``,
+    the networks of those identities instead."""
+    if only is not None:
+        return [n for n in networks(bench, 7000, sample_seed) if n["identity"] in only]
     if bench == "nb201":
         from search_spaces.nb201 import genotype_of
 
@@ -82,7 +87,9 @@ def networks(bench: str, count: int, sample_seed: int) -> list[dict[str, Any]]:
         for r in rows:
             classes.setdefault(r["unique_str"], r)
         others = sorted(k for k in classes if k not in taken)
-        drawn = random.Random(sample_seed).sample(others, max(0, count - len(first)))
+        drawn = random.Random(sample_seed).sample(
+            others, min(len(others), max(0, count - len(first)))
+        )
         return (first + [entry(classes[k], False) for k in drawn])[: max(count, 0)]
     from search_spaces.nas_bench_macro import canonical, genotype_of
 
@@ -111,6 +118,7 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="search.seed: weights and batch")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--only", type=Path, help="score the networks of this results file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -119,9 +127,12 @@ def main() -> None:
     done = set()
     if out.exists():
         done = {json.loads(line)["identity"] for line in out.read_text().splitlines() if line}
-    todo = [
-        n for n in networks(args.bench, args.archs, args.sample_seed) if n["identity"] not in done
-    ]
+    only = None
+    if args.only:
+        path = args.only if args.only.is_absolute() else HERE / args.only
+        only = {json.loads(line)["identity"] for line in path.read_text().splitlines() if line}
+    drawn = networks(args.bench, args.archs, args.sample_seed, only)
+    todo = [n for n in drawn if n["identity"] not in done]
     print(f"{len(done)} done, {len(todo)} to go -> {out}", flush=True)
     data = nas.load_data(name="npz", path=str(CIFAR), resolution=32, val_fraction=0.2)
     space = make_space(args.bench)
