@@ -11,7 +11,12 @@ Example:
 
 from __future__ import annotations
 
-from nas._accuracy.ensemble import EnsembleEvaluator, ScoreEvaluator, normal_ranks
+from nas._accuracy.ensemble import (
+    EnsembleEvaluator,
+    ScoreEvaluator,
+    ensemble_figures,
+    normal_ranks,
+)
 from nas._accuracy.evaluators import make_evaluator
 from nas._accuracy.proxy import AccuracyResult, Evaluator, NonFiniteLossError
 from nas._accuracy.table import BenchmarkEvaluator
@@ -40,6 +45,7 @@ __all__ = [
     "QuantizedAccuracy",
     "ScoreEvaluator",
     "compute_scores",
+    "ensemble_figures",
     "make_evaluator",
     "normal_ranks",
     "read_table",

@@ -15,7 +15,7 @@ from torch import nn
 
 import nas
 from nas import load_data, run_search
-from nas._accuracy.ensemble import normal_ranks
+from nas._accuracy.ensemble import ensemble_figures, normal_ranks
 from nas._accuracy.zero_cost import SCORES, blocks, compute_scores
 from nas._config import to_dict
 from nas._data.data import Dataset
@@ -190,3 +190,46 @@ def test_scores_agree_with_naslib_on_its_cells():
     for n, theirs in names.items():
         rho = spearmanr(np.nan_to_num(ours[n], nan=-1e9), [table[k][theirs]["score"] for k in keys])
         assert rho.statistic > 0.85, (n, rho.statistic)
+
+
+def test_dropout_and_stochastic_depth_are_off_while_scoring(data):
+    space = make_space("mbconv", resolution=32, width_mult=0.25, depth_mult=0.5)
+    genotype = space.random_genotype(0)
+    scored = []
+    for p in (0.0, 0.9):
+        opts = {"dropout": p, "stochastic_depth": p}
+        torch.manual_seed(0)
+        model = make_space("mbconv", resolution=32, width_mult=0.25, depth_mult=0.5, **opts).build(
+            genotype, num_classes=10
+        )
+        scored.append(compute_scores(model, data, ["naswot", "snip", "jacob_cov"], batch_size=16))
+    assert scored[0] == scored[1]
+    del space
+
+
+def test_blocks_leave_out_global_pooling():
+    space = make_space("mbconv", resolution=32, width_mult=0.25)
+    model = space.build(space.random_genotype(0), num_classes=10)
+    assert not any(isinstance(b, nn.AdaptiveAvgPool2d) for b in blocks(model))
+
+
+def test_zico_takes_the_halves_of_the_batch_when_images_are_few():
+    few = load_data(name="synthetic", resolution=32, synthetic_size=20)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    assert compute_scores(net, few, ["zico"], batch_size=64)["zico"] != 0.0
+
+
+def test_log_aggregation_lets_no_single_component_carry_a_network():
+    ref = {"a": [0.0, 1.0, 2.0, 3.0, 4.0], "b": [0.0, 1.0, 2.0, 3.0, 4.0]}
+    # network 0: extreme in a, poor in b; network 1: good in both
+    values = {"a": [1000.0, 3.5], "b": [0.5, 3.5]}
+    normal = ensemble_figures(values, ref, "normal")
+    log = ensemble_figures(values, ref, "log")
+    assert normal[0] > normal[1]  # the unbounded normal scale lets a carry network 0
+    assert log[1] > log[0]  # the geometric mean of percentiles does not
+    assert all(0 < f < 1 for f in normal + log)
+    with pytest.raises(ValueError, match="aggregate must be one of normal, log"):
+        ensemble_figures(values, ref, "mean")
+    with pytest.raises(ValueError, match="option aggregate must be one of normal, log"):
+        make_evaluator(name="ensemble", aggregate="mean")

@@ -4,9 +4,9 @@ benchmarks' full training, and agreement with NASLib's published scores.
     python experiments/proxy_ground_truth/score_summary.py \\
         results/scores-nb201.jsonl results/scores-macro.jsonl > results/scores-summary.md
 
-Ensembles are chosen on one set and reported on others: components are picked greedily on
-NASLib's 724 NAS-Bench-201 cells (the first rows of ``scores-nb201.jsonl``), then reported on
-the other NAS-Bench-201 cells and on NAS-Bench-Macro, which played no part in the choice. Each
+Ensembles are chosen on one set and reported on others: components (and the aggregation) are
+picked greedily on alternate rows of a benchmark's file, then reported on the other rows and on
+the other benchmark, which played no part in the choice. Each
 ensemble is computed as ``evaluator=ensemble`` computes it: every network ranked against a
 reference population (``--reference`` networks drawn at random, seeded, from the benchmark's
 other networks: a random draw from the space, as a study draws it) by
@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau, rankdata, spearmanr
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from scores import naslib_scores  # noqa: E402
 
-from nas.measure import SCORES, normal_ranks  # noqa: E402
+from nas.measure import SCORES, ensemble_figures  # noqa: E402
 
 LABEL_FREE = [s for s, info in SCORES.items() if not info.labels]
 #: Our score name -> NASLib's.
@@ -90,14 +90,17 @@ def stats(x: list[float], truth: list[float], *, boot: int, seed: int = 0) -> di
 
 
 def ensemble(
-    rows: list[dict[str, Any]], reference: list[dict[str, Any]], names: list[str]
+    rows: list[dict[str, Any]],
+    reference: list[dict[str, Any]],
+    names: list[str],
+    aggregate: str = "normal",
 ) -> list[float]:
-    """Mean normal rank of ``names`` against the reference's scores (as the evaluator)."""
-    per = [
-        normal_ranks([r["scores"][n] for r in rows], [r["scores"][n] for r in reference])
-        for n in names
-    ]
-    return [statistics.fmean(v) for v in zip(*per, strict=True)]
+    """The ensemble's figures of ``rows`` against the reference (as the evaluator computes)."""
+    return ensemble_figures(
+        {n: [r["scores"][n] for r in rows] for n in names},
+        {n: [r["scores"][n] for r in reference] for n in names},
+        aggregate,
+    )
 
 
 def pass_seconds(row: dict[str, Any], names: list[str]) -> float:
@@ -105,7 +108,11 @@ def pass_seconds(row: dict[str, Any], names: list[str]) -> float:
     return sum(v for k, v in row["pass_seconds"].items() if k in groups)
 
 
-def greedy(sets: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], pool: list[str]) -> list:
+def greedy(
+    sets: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    pool: list[str],
+    aggregate: str,
+) -> list:
     """Forward selection of up to 6 components maximising the mean Spearman with the truth
     over ``sets`` (each: networks, reference); stops when a component adds under 0.002."""
     chosen: list[str] = []
@@ -114,7 +121,8 @@ def greedy(sets: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], pool: 
 
     def score(names: list[str]) -> float:
         return statistics.fmean(
-            spearman(ensemble(rows, ref, names), [r["truth"] for r in rows]) for rows, ref in sets
+            spearman(ensemble(rows, ref, names, aggregate), [r["truth"] for r in rows])
+            for rows, ref in sets
         )
 
     while len(chosen) < 6:
@@ -137,9 +145,7 @@ def fmt(s: dict[str, float]) -> str:
 
 def split(bench: str, rows: list[dict[str, Any]]) -> tuple[list, list]:
     """The networks an ensemble is chosen on, and those it is reported on (held out)."""
-    if bench == "nb201":
-        return [r for r in rows if r["naslib"]], [r for r in rows if not r["naslib"]]
-    return rows[::2], rows[1::2]  # a random sample: alternate rows
+    return rows[::2], rows[1::2]  # alternate rows
 
 
 def main() -> None:
@@ -182,7 +188,7 @@ def main() -> None:
 
     # Ensembles: chosen on one part, reported on the held-out part and on the other benchmark.
     parts = {b: split(b, rows) for b, rows in evals.items()}
-    choices: dict[str, list[str]] = {}
+    choices: dict[str, tuple[list[str], str]] = {}
     print(
         "\n## Ensembles (label-free components, chosen greedily; reference population of "
         f"{args.reference} networks)\n"
@@ -190,17 +196,20 @@ def main() -> None:
     for label, benches in [(b, [b]) for b in evals] + [("both", list(evals))]:
         if label == "both" and len(evals) < 2:
             continue
-        trail = greedy([(parts[b][0], refs[b]) for b in benches], LABEL_FREE)
-        choices[label] = trail[-1][0]
-        steps = "; ".join(f"{' + '.join(n)}: {rho:.3f}" for n, rho in trail)
+        sets = [(parts[b][0], refs[b]) for b in benches]
+        trails = {agg: greedy(sets, LABEL_FREE, agg) for agg in ("normal", "log")}
+        agg = max(trails, key=lambda a: trails[a][-1][1])
+        choices[label] = (trails[agg][-1][0], agg)
         sizes = ", ".join(f"{len(parts[b][0])} {b} networks" for b in benches)
-        print(f"- chosen on {sizes}: {steps}")
+        for a, trail in trails.items():
+            steps = "; ".join(f"{' + '.join(n)}: {rho:.3f}" for n, rho in trail)
+            print(f"- chosen on {sizes}, aggregate {a}{' (kept)' if a == agg else ''}: {steps}")
     for bench, rows in evals.items():
         held = parts[bench][1]
         print(f"\n### {bench}: held out ({len(held)} networks) and all {len(rows)}\n")
         print(head)
         print(line)
-        for label, names in choices.items():
+        for label, (names, agg) in choices.items():
             where = "held out" if label in (bench, "both") else "all (other benchmark's choice)"
             on = held if label in (bench, "both") else rows
             if len(on) < 10:
@@ -208,23 +217,29 @@ def main() -> None:
                 continue
             cpu = statistics.median(pass_seconds(r, names) for r in on)
             row(
-                f"chosen on {label}: {' + '.join(names)} ({where})",
-                ensemble(on, refs[bench], names),
+                f"chosen on {label}: {' + '.join(names)}, {agg} ({where})",
+                ensemble(on, refs[bench], names, agg),
                 on,
                 f"{cpu:.2f}",
             )
             if label == "both":
-                row(f"chosen on both, all {len(rows)}", ensemble(rows, refs[bench], names), rows)
+                row(
+                    f"chosen on both, all {len(rows)}",
+                    ensemble(rows, refs[bench], names, agg),
+                    rows,
+                )
         three = ["naswot", "synflow", "jacob_cov"]
         row("naswot + synflow + jacob_cov (all)", ensemble(rows, refs[bench], three), rows)
         row("FLOPs (all)", [r["scores"]["flops"] for r in rows], rows)
         if bench == "nb201" and "both" in choices:
-            ens = ensemble(rows, refs[bench], choices["both"])
-            short = normal_ranks(
-                [r["acc_12ep"] for r in rows], [r["acc_12ep"] for r in refs[bench]]
+            # What training adds: the mean of the two's ranks among these networks.
+            ens = rankdata(ensemble(rows, refs[bench], *choices["both"]))
+            short = rankdata([r["acc_12ep"] for r in rows])
+            row(
+                "chosen on both + benchmark's 12-epoch accuracy, mean rank (all)",
+                list((ens + short) / 2),
+                rows,
             )
-            e12 = [(a + b) / 2 for a, b in zip(ens, short, strict=True)]
-            row("chosen on both + benchmark's 12-epoch accuracy (all)", e12, rows)
     if "nb201" in evals:
         mine = naslib_scores()
         both = [r for r in data["nb201"] if r["naslib"]]

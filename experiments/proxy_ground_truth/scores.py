@@ -10,9 +10,11 @@ seconds of each shared pass. ``score_summary.py`` turns the lines into the table
     python experiments/proxy_ground_truth/scores.py nas_bench_macro --archs 1000 \\
         --out results/scores-macro.jsonl
 
-NAS-Bench-201: the 724 cells of NASLib's published sample come first (so that the two
-implementations can be compared cell by cell), then distinct cells drawn at random (sample
-seed) among the other isomorphism classes. NAS-Bench-Macro: distinct networks at random.
+NAS-Bench-201: the 542 isomorphism classes of the 724 cells of NASLib's published sample (so
+that the two implementations can be compared cell by cell) and distinct cells drawn at random
+(sample seed) among the other classes, scored in a shuffled order (the first 250 rows of
+``results/scores-nb201.jsonl`` were scored before the shuffle, in NASLib's order).
+NAS-Bench-Macro: distinct networks at random.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ def networks(
         drawn = random.Random(sample_seed).sample(
             others, min(len(others), max(0, count - len(first)))
         )
-        return (first + [entry(classes[k], False) for k in drawn])[: max(count, 0)]
+        chosen = (first + [entry(classes[k], False) for k in drawn])[: max(count, 0)]
+        random.Random(sample_seed + 1).shuffle(chosen)  # any prefix of the run is a random mix
+        return chosen
     from search_spaces.nas_bench_macro import canonical, genotype_of
 
     with gzip.open(DATA / "nas_bench_macro" / "nas-bench-macro_cifar10.json.gz", "rt") as fh:

@@ -15,7 +15,9 @@ reference still ranks above another that is better still). The ensemble is the m
 normal scores over its components, mapped back through the normal distribution function: a
 figure in (0, 1), higher is better, read as the share of the space's networks this one beats
 (0.5: the reference's median). Being positive, it works with the hypervolume's reference
-point 0 and with the MnasNet reward.
+point 0 and with the MnasNet reward. ``aggregate=log`` instead takes the geometric mean of the
+components' smoothed percentiles (AZ-NAS's non-linear aggregation): a weak component pulls a
+network down, and a component far beyond the reference cannot carry it alone.
 """
 
 from __future__ import annotations
@@ -101,6 +103,28 @@ class ScoreEvaluator(Evaluator):
         )
 
 
+def _tails(values: Sequence[float], reference: Sequence[float]) -> list[tuple[float, float]]:
+    """Each value's (log CDF, log survival) under the reference's smoothed distribution: a
+    Gaussian of Silverman's bandwidth at each reference value. ``nan`` gives (-inf, 0)."""
+    ref = np.asarray([v for v in reference if math.isfinite(v)], dtype=np.float64)
+    if len(ref) < 2:
+        raise ValueError("a reference needs at least two finite values")
+    spread = min(float(np.std(ref)), float(np.subtract(*np.percentile(ref, [75, 25]))) / 1.34)
+    spread = spread if spread > 0 else float(np.std(ref)) or 1.0
+    bandwidth = 0.9 * spread * len(ref) ** -0.2  # Silverman's rule
+    out = []
+    for x in values:
+        if math.isnan(x):
+            out.append((-math.inf, 0.0))
+            continue
+        z = (x - ref) / bandwidth
+        # In logs (mean of Φ(±z)), so that neither end rounds to 0 or 1.
+        log_cdf = float(logsumexp(log_ndtr(z))) - math.log(len(ref))
+        log_sf = float(logsumexp(log_ndtr(-z))) - math.log(len(ref))
+        out.append((log_cdf, log_sf))
+    return out
+
+
 def normal_ranks(values: Sequence[float], reference: Sequence[float]) -> list[float]:
     """Each value's rank against ``reference`` on the normal scale (see the module docstring).
 
@@ -111,23 +135,63 @@ def normal_ranks(values: Sequence[float], reference: Sequence[float]) -> list[fl
         >>> r == sorted(r) and r[3] > r[2] > 2
         True
     """
-    ref = np.asarray([v for v in reference if math.isfinite(v)], dtype=np.float64)
-    if len(ref) < 2:
-        raise ValueError("a reference needs at least two finite values")
-    spread = min(float(np.std(ref)), float(np.subtract(*np.percentile(ref, [75, 25]))) / 1.34)
-    spread = spread if spread > 0 else float(np.std(ref)) or 1.0
-    bandwidth = 0.9 * spread * len(ref) ** -0.2  # Silverman's rule
-    out = []
-    for x in values:
-        if math.isnan(x):
-            out.append(-math.inf)
-            continue
-        z = (x - ref) / bandwidth
-        # The smaller tail in logs (mean of Φ(±z)), so that neither end rounds to 0 or 1.
-        log_cdf = float(logsumexp(log_ndtr(z))) - math.log(len(ref))
-        log_sf = float(logsumexp(log_ndtr(-z))) - math.log(len(ref))
-        out.append(-float(ndtri_exp(log_sf)) if log_sf < log_cdf else float(ndtri_exp(log_cdf)))
-    return out
+    return [
+        -math.inf
+        if log_cdf == -math.inf
+        else (-float(ndtri_exp(log_sf)) if log_sf < log_cdf else float(ndtri_exp(log_cdf)))
+        for log_cdf, log_sf in _tails(values, reference)
+    ]
+
+
+def log_percentiles(values: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """Each value's log share of the reference below it (smoothed): at most 0, ``-inf`` for
+    ``nan``. Saturates above the reference, where :func:`normal_ranks` keeps ranking.
+
+    Example:
+        >>> p = log_percentiles([0.0, 1.5, 100.0], [0.0, 1.0, 2.0, 3.0])
+        >>> p == sorted(p) and p[2] <= 0.0
+        True
+    """
+    return [log_cdf for log_cdf, _ in _tails(values, reference)]
+
+
+#: How the ensemble combines its components' ranks (``aggregate``).
+AGGREGATES = ("normal", "log")
+
+
+def ensemble_figures(
+    values: Mapping[str, Sequence[float]],
+    reference: Mapping[str, Sequence[float]],
+    aggregate: str = "normal",
+) -> list[float]:
+    """The ensemble's figure, in (0, 1), of networks whose component scores are ``values``
+    (score name -> one value per network), ranked against the ``reference`` population's.
+
+    ``normal``: Φ of the mean of the components' :func:`normal_ranks` (each clipped at ±8).
+    ``log`` (AZ-NAS's
+    non-linear aggregation): the geometric mean of the components' smoothed percentiles
+    (:func:`log_percentiles`), so that one weak component pulls a network down and one
+    extreme component cannot carry it.
+
+    Example:
+        >>> ref = {"a": [0.0, 1.0, 2.0, 3.0], "b": [5.0, 6.0, 7.0, 9.0]}
+        >>> f = ensemble_figures({"a": [0.0, 3.0], "b": [5.0, 9.0]}, ref)
+        >>> 0 < f[0] < 0.5 < f[1] < 1
+        True
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    if aggregate == "normal":
+        # Clipped at ±8 (beyond the reference by 8 spreads): Φ of a mean above 8.3 rounds to 1,
+        # which would tie the best networks.
+        per_score = [
+            [min(max(z, -8.0), 8.0) if math.isfinite(z) else z for z in normal_ranks(v, ref)]
+            for v, ref in ((values[n], reference[n]) for n in values)
+        ]
+        means = [statistics.fmean(v) for v in zip(*per_score, strict=True)]
+        return [float(ndtr(m)) for m in means]
+    per_score = [log_percentiles(values[n], reference[n]) for n in values]
+    return [math.exp(statistics.fmean(v)) for v in zip(*per_score, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -137,6 +201,7 @@ class EnsembleEvaluator(Evaluator):
     Args:
         scores: the components (``nas.measure.SCORES``).
         reference: networks in the reference population (distinct, drawn from the space).
+        aggregate: ``normal`` or ``log`` (:func:`combine`).
         batch_size: training images of the scores' batch.
         seed: the batch, and which networks form the reference.
 
@@ -158,6 +223,7 @@ class EnsembleEvaluator(Evaluator):
 
     scores: Sequence[str] = DEFAULT_SCORES
     reference: int = 32
+    aggregate: str = "normal"
     batch_size: int = 64
     seed: int = 0
     state: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -165,6 +231,10 @@ class EnsembleEvaluator(Evaluator):
     def __post_init__(self) -> None:
         object.__setattr__(self, "scores", check_scores(self.scores))
         check_number("reference", self.reference, minimum=2, integer=True)
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(
+                f"option aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
+            )
         check_number("batch_size", self.batch_size, minimum=2, integer=True)
         check_number("seed", self.seed, minimum=0, integer=True)
 
@@ -236,9 +306,11 @@ class EnsembleEvaluator(Evaluator):
         failed = [s for s in self.scores if not math.isfinite(raw[s])]
         if failed:
             raise NonFiniteLossError(f"{failed[0]} score is not finite (a dead network?)")
-        ranks = [normal_ranks([raw[s]], self.state["values"][s])[0] for s in self.scores]
+        figure = ensemble_figures(
+            {s: [raw[s]] for s in self.scores}, self.state["values"], self.aggregate
+        )[0]
         return AccuracyResult(
-            accuracy=float(ndtr(statistics.fmean(ranks))),
+            accuracy=figure,
             seconds=time.perf_counter() - start,
             evaluator=self.name,
         )

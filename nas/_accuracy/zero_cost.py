@@ -54,6 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nas._accuracy.proxy import logits_of, resolve_device, seeded
 from nas._accuracy.scores import jacob_cov_of, synflow_sum
 from nas._data.data import Dataset, check_resolution
+from nas._models.blocks import StochasticDepth
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,14 @@ def compute_scores(
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data.y_train), generator=gen)
     n = min(batch_size, len(order))
-    x1, y1 = data.x_train[order[:n]].to(dev), data.y_train[order[:n]].to(dev)
-    rest = order[n : 2 * n] if len(order) >= 2 * n else order[:n]
-    x2, y2 = data.x_train[rest].to(dev), data.y_train[rest].to(dev)
+    x1 = data.x_train[order[:n]].to(dev)
+    if len(order) >= 2 * n:  # the gradient scores' two batches (ZiCo needs two)
+        one, two = order[:n], order[n : 2 * n]
+    elif n >= 4:  # too few images for two batches: the halves of the one
+        one, two = order[: n // 2], order[n // 2 : n]
+    else:
+        raise ValueError(f"{n} training images: the scores need at least 4")
+    batches = tuple((data.x_train[b].to(dev), data.y_train[b].to(dev)) for b in (one, two))
     out: dict[str, float] = {}
     timing = seconds if seconds is not None else {}
 
@@ -150,7 +156,7 @@ def compute_scores(
     run("jacob_cov", lambda: {"jacob_cov": _jacob_cov(model, x1)})
     run("forward", lambda: _forward_scores(model, x1))
     run("trainability", lambda: {"az_trainability": _trainability(model, x1)})
-    run("gradients", lambda: _gradient_scores(model, (x1, y1), (x2, y2)))
+    run("gradients", lambda: _gradient_scores(model, *batches))
     return {name: _finite(out[name]) for name in names}
 
 
@@ -159,8 +165,13 @@ def _finite(value: float) -> float:
 
 
 def _copy(model: nn.Module, dev: torch.device) -> nn.Module:
+    """A copy in training mode (BatchNorm on the batch's statistics, as NASLib scores at
+    initialisation) with dropout and stochastic depth off: no reference drops branches."""
     net = copy.deepcopy(model).to(dev)
     net.train()
+    for m in net.modules():
+        if isinstance(m, nn.Dropout | StochasticDepth):
+            m.eval()
     net.zero_grad(set_to_none=True)
     return net
 
@@ -219,7 +230,8 @@ def _jacob_cov(model: nn.Module, x: torch.Tensor) -> float:
 
 def blocks(model: nn.Module) -> list[nn.Module]:
     """The network's blocks, in order: its top-level modules, with sequential containers of
-    containers (stages) opened; those whose output is a feature map are scored per block."""
+    containers (stages) opened, less global pooling; those whose output is a feature map are
+    scored per block."""
     found: list[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
@@ -231,7 +243,7 @@ def blocks(model: nn.Module) -> list[nn.Module]:
                 and all(list(c.children()) for c in inner)
             ):
                 visit(child)
-            else:
+            elif not isinstance(child, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
                 found.append(child)
 
     visit(model)
