@@ -18,19 +18,28 @@ meco       no     Jiang et al. 2023 (NeurIPS): Σ over layers of the least eigen
 az_expressivity  no  Lee & Ham 2024 (AZ-NAS, CVPR): Σ over blocks of the entropy of the
                   normalised eigenvalues of the block output's channel covariance
 az_progressivity no  AZ-NAS: least increase of that entropy from one block to the next
-az_trainability  no  AZ-NAS: -mean over blocks of (σ + 1/σ - 2), σ = |J^T v| / |v| of the
-                  block's Jacobian for a Gaussian v backpropagated from the last block
+az_trainability  no  AZ-NAS's form, -mean over blocks of (σ + 1/σ - 2), with a simpler σ:
+                  |J^T v| / |v| for one Gaussian v backpropagated from the last block (AZ-NAS:
+                  the largest singular value of the gradients' cross-covariance, a fresh ±1
+                  vector per block; an identity block scores -inf there, 0 (best) here). Not
+                  AZ-NAS's trainability: a reviewer's re-implementation of it ranked 14 cells at
+                  Spearman 0.35 against this one
 snip       yes    Lee et al. 2019: Σ |θ ⊙ ∂L/∂θ| over conv and linear weights, cross-entropy
 grad_norm  yes    Abdelfattah et al. 2021: Σ over conv and linear layers of |∂L/∂W|_2
 zico       yes    Li et al. 2023 (ICLR): Σ over layers of log Σ_θ mean|g_θ| / std(g_θ), the
-                  gradients of two batches
+                  gradients of two independent batches as the paper says (its code keeps the
+                  first batch's gradient in the second), std with Bessel's correction
 ========== ====== =====================================================================
 
-All scores are "higher is better" except none: depth, parameters and FLOPs are reported as
-counts (larger networks rank higher, as in NAS-Bench-Suite-Zero). They are computed on a deep
-copy in training mode (BatchNorm uses the batch's statistics, as NASLib does at
-initialisation), on ``batch_size`` training images drawn with ``seed``; the two ZiCo batches are
-the first ``batch_size`` and the next ``batch_size`` images of that draw.
+All scores are "higher is better": depth, parameters and FLOPs are reported as counts (larger
+networks rank higher, as in NAS-Bench-Suite-Zero). They are computed on a deep copy in training
+mode (BatchNorm uses the batch's statistics, as NASLib does at initialisation; dropout and
+stochastic depth off), with the network's own initialisation, on ``batch_size`` training images
+drawn with ``seed``; the two ZiCo batches are the first ``batch_size`` and the next
+``batch_size`` images of that draw. Departures from a paper: NASWOT's batch is 64 (the paper's
+128; NASLib's 32), and it reads every activation (SiLU and the like too, not only ReLU); MeCo
+reads image 0 of the batch (the paper feeds one image alone); AZ-NAS feeds Gaussian noise to
+Kaiming-initialised weights, these scores real images to the network as built.
 
 Hand-written: no maintained library computes these scores on an arbitrary ``nn.Module``
 (NASLib's ``predictors/utils/pruners`` is tied to its own graph classes and unmaintained).
