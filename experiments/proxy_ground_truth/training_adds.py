@@ -2,7 +2,7 @@
 
     python experiments/proxy_ground_truth/training_adds.py \\
         results/nb201-deep16.jsonl results/scores-nb201-proxy30.jsonl results/scores-nb201.jsonl \\
-        --ensemble meco jacob_cov depth
+        --ensemble naswot az_expressivity --aggregate log
 
 For the networks of a proxy-training run (its ``proxy`` accuracy), with their training-free
 scores (``scores.py --only``): Spearman with the benchmark of the proxy, of the ensemble (ranked
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("scores", type=Path)
     parser.add_argument("population", type=Path, help="the main scores file (reference)")
     parser.add_argument("--ensemble", nargs="+", required=True)
+    parser.add_argument("--aggregate", default="normal", choices=["normal", "log"])
     parser.add_argument("--reference", type=int, default=32)
     args = parser.parse_args()
     path = lambda p: p if p.is_absolute() else HERE / p  # noqa: E731
@@ -46,7 +47,7 @@ def main() -> None:
     reference = [population[i] for i in sorted(idx)]
     truth = [r["truth"] for r in rows]
     trained = [proxy[r["identity"]]["proxy"] for r in rows]
-    ens = ensemble(rows, reference, args.ensemble)
+    ens = ensemble(rows, reference, args.ensemble, args.aggregate)
     both = (rankdata(trained) + rankdata(ens)) / 2
     cpu = np.median([proxy[r["identity"]]["cpu_seconds"] for r in rows])
     print(f"{len(rows)} networks (truth {min(truth):.1f}-{max(truth):.1f}%)\n")
