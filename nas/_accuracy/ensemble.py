@@ -48,7 +48,14 @@ log = logging.getLogger(__name__)
 
 #: The ensemble's components by default: label-free scores (see ``experiments/proxy_ground_truth``
 #: for how they were chosen).
-DEFAULT_SCORES = ("az_expressivity", "synflow", "jacob_cov", "meco", "flops")
+DEFAULT_SCORES = (
+    "az_expressivity",
+    "synflow",
+    "jacob_cov",
+    "naswot",
+    "az_progressivity",
+    "meco",
+)
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,7 @@ class EnsembleEvaluator(Evaluator):
 
     scores: Sequence[str] = DEFAULT_SCORES
     reference: int = 32
-    aggregate: str = "log"
+    aggregate: str = "normal"
     batch_size: int = 64
     seed: int = 0
     state: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
