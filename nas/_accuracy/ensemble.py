@@ -35,6 +35,7 @@ from scipy.special import log_ndtr, logsumexp, ndtr, ndtri_exp
 from torch import nn
 
 from nas._accuracy.proxy import (
+    NOT_AN_OPTION,
     AccuracyResult,
     Evaluator,
     NonFiniteLossError,
@@ -233,7 +234,9 @@ class EnsembleEvaluator(Evaluator):
     aggregate: str = "normal"
     batch_size: int = 64
     seed: int = 0
-    state: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    state: Mapping[str, Any] | None = field(
+        default=None, compare=False, repr=False, metadata=NOT_AN_OPTION
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scores", check_scores(self.scores))
@@ -247,7 +250,6 @@ class EnsembleEvaluator(Evaluator):
 
     def options(self) -> dict[str, Any]:
         opts = super().options()
-        opts.pop("state")
         opts["scores"] = list(self.scores)
         return opts
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from nas._accuracy.ensemble import EnsembleEvaluator, ScoreEvaluator
-from nas._accuracy.proxy import Evaluator, ProxyEvaluator
+from nas._accuracy.proxy import Evaluator, ProxyEvaluator, option_fields
 from nas._accuracy.scores import JacobCovEvaluator, SynflowEvaluator
 from nas._accuracy.table import BenchmarkEvaluator
 
@@ -39,7 +38,7 @@ def make_evaluator(*, name: str = "proxy", **options: Any) -> Evaluator:
     if name not in EVALUATORS:
         raise ValueError(f"unknown evaluator {name!r}; known: {', '.join(EVALUATORS)}")
     cls = EVALUATORS[name]
-    allowed = [f.name for f in fields(cls) if f.init and f.name != "state"]  # type: ignore[arg-type]
+    allowed = [f.name for f in option_fields(cls)]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(

@@ -25,6 +25,14 @@ from nas._data.data import Dataset, check_resolution
 
 OnEpoch = Callable[[int, float], bool]
 
+#: Field metadata of an evaluator's field that is not a config option (a study's state).
+NOT_AN_OPTION = {"option": False}
+
+
+def option_fields(cls: type) -> list[Any]:
+    """The dataclass fields of an evaluator class that are options of its config file."""
+    return [f for f in fields(cls) if f.metadata.get("option", True)]
+
 
 @dataclass
 class AccuracyResult:
@@ -70,8 +78,9 @@ class Evaluator(ABC):
     name: ClassVar[str] = ""
 
     def options(self) -> dict[str, Any]:
-        """The options this evaluator was made with."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        """The options this evaluator was made with (its fields, less those marked
+        :data:`NOT_AN_OPTION`: state it is given, not configured with)."""
+        return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
     @abstractmethod
     def __call__(

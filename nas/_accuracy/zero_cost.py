@@ -193,7 +193,7 @@ def _size(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     params = sum(p.numel() for p in net.parameters())
     net.eval()  # one image: BatchNorm must not need batch statistics
     with FlopCounterMode(display=False) as counter:
-        out = logits_of(net(x.requires_grad_(False).clone().requires_grad_(True)))
+        out = logits_of(net(x.clone().requires_grad_(True)))
     return {
         "params": float(params),
         "flops": counter.get_total_flops() / 2.0,  # torch counts a multiply-add as 2
