@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from nas import ArchFileError, ConfigError, TrialRecord, compose, load_arch, run_search
 from nas.__main__ import main
 from nas._search.objective import LATENCY_SCALE
-from nas._storage.recovery import recover_dead_trials
+from nas._storage.recovery import fail_stale_twins, recover_dead_trials
 from nas._storage.storage import make_storage
 from nas._trials.record import FAILURE, write_identity, write_worker
 from nas._trials.study import PROTOCOL, PROTOCOL_CHANGES, StudyProtocol
@@ -296,6 +296,31 @@ def test_a_trial_failed_through_the_heartbeats_carries_a_failure_note(tmp_path, 
     finally:
         if backend == "postgres":
             optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_a_twin_whose_worker_stopped_is_failed_with_its_note_for_the_waiting_worker(tmp_path):
+    """What a worker waiting on an identical network calls (nas._search.objective): the twin of
+    a machine now gone is failed through the heartbeats with nas's note, and retried."""
+    storage = make_storage(
+        f"sqlite:///{tmp_path / 'study.db'}", run_dir=tmp_path, heartbeat_interval=1, grace_period=1
+    )
+    study = optuna.create_study(study_name="twins", storage=storage)
+    trial = study.ask()
+    write_identity(trial, {"x": trial.suggest_int("x", 0, 9)}, "x")
+    write_worker(trial, host="elsewhere", pid=4242)
+    storage.record_heartbeat(trial._trial_id)
+    assert fail_stale_twins(study) == []  # its heartbeat is fresh
+    time.sleep(3.0)
+    assert fail_stale_twins(study) == [trial.number]
+    failed = study.get_trials()[trial.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[FAILURE].startswith("no heartbeat for 1 s: worker 4242 on elsewhere")
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+    journal = optuna.create_study(
+        study_name="twins", storage=make_storage(None, run_dir=tmp_path / "journal")
+    )
+    journal.ask()
+    assert fail_stale_twins(journal) == []  # a journal has no heartbeats
 
 
 @pytest.mark.slow

@@ -38,18 +38,14 @@ from nas._latency.profile import profile
 from nas._latency.source import LatencySource, latency_of
 from nas._search.early_stop import DominanceStopper, StopRule
 from nas._spaces.base import SearchSpace
-from nas._storage.recovery import worker_alive
-from nas._storage.storage import quiet_heartbeat_warnings
+from nas._storage.recovery import fail_stale_twins, worker_alive
 from nas._trials.index import StudyIndex
 from nas._trials.latency import LatencyResult
 from nas._trials.record import TrialRecord, network_seed, write_identity
+from nas._trials.study import LATENCY_SCALE
 
 Values = float | tuple[float, float]
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-#: Study user attribute fixing the latency objective's scale: ``{"ms": ...}`` (``None`` for a
-#: study begun before the normalised objective: it keeps raw milliseconds) and what it is of.
-LATENCY_SCALE = "latency_scale"
 
 
 def objective_latency_ms(latency: LatencyResult, scale_ms: float | None) -> float:
@@ -312,8 +308,7 @@ class Objective:
             if not running:
                 return None
             # A twin whose worker on another machine died is only failed through heartbeats.
-            with quiet_heartbeat_warnings():
-                optuna.storages.fail_stale_trials(trial.study)
+            fail_stale_twins(trial.study)
             time.sleep(poll)
 
     def _reuse(self, trial: optuna.Trial, record: TrialRecord, earlier: TrialRecord) -> Values:

@@ -36,6 +36,7 @@ from nas._trials.study import (
     LATENCY_SCALE,
     PROTOCOL_CHANGES,
     UNSET,
+    WORKER_STARTS,
     Change,
     StudyProtocol,
     group_of,
@@ -214,6 +215,9 @@ def open_study(
     )
     c = s.constraints
     constrained = any(v is not None for v in (c.max_latency_ms, c.max_params, c.max_macs))
+    # Built before the storage is opened, so that a bad sampler option fails with nothing
+    # written; a worker that is not the study's first gets it again below with its own seed
+    # (known only under the gate).
     sampler = make_sampler(to_dict(cfg.sampler), seed=s.seed, constrained=constrained)
     pruner = _pruner(cfg)
     storage = make_storage(
@@ -300,6 +304,6 @@ def _check_protocol(study: optuna.Study, protocol: StudyProtocol, *, allow: bool
     if recorded != protocol:
         for key, value in protocol.to_attrs().items():
             study.set_user_attr(key, value)
-    starts = int(attrs.get("worker_starts", 0))
-    study.set_user_attr("worker_starts", starts + 1)
+    starts = int(attrs.get(WORKER_STARTS, 0))
+    study.set_user_attr(WORKER_STARTS, starts + 1)
     return starts

@@ -110,3 +110,17 @@ def recover_dead_trials(
         with quiet_heartbeat_warnings():
             recovered += sorted(fail_stale_trials(study, storage))
     return recovered
+
+
+def fail_stale_twins(study: optuna.Study) -> list[int]:
+    """Fail (with a note) and retry the trials whose heartbeat is stale; numbers of those failed.
+
+    For a worker waiting on an identical network that another machine is evaluating: if that
+    machine died, the twin is failed through the heartbeats as :func:`recover_dead_trials`
+    would, so that the waiting worker goes on. A storage without heartbeats has none to fail.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)  # through Optuna's cache
+    if not isinstance(backend, RDBStorage) or not backend.get_heartbeat_interval():
+        return []
+    with quiet_heartbeat_warnings():
+        return fail_stale_trials(study, backend)

@@ -28,9 +28,12 @@ PROTOCOL_CHANGES = "protocol_changes"
 LEGACY = ("space", "space_options", "num_classes", "objective")
 #: Study attribute: a table-backed study's latency column, written by earlier versions.
 LATENCY_TABLE = "latency_table"
-#: Study attribute: the scale of a measured study's latency objective, set by its first
-#: measurement (``nas._search.objective``); its figures are relative to that reference.
+#: Study attribute: the scale of a measured study's latency objective, ``{"ms": ...}`` set by its
+#: first measurement (``nas._search.objective``; ``None`` for a study begun before the normalised
+#: objective: it keeps raw milliseconds); its figures are relative to that reference.
 LATENCY_SCALE = "latency_scale"
+#: Study attribute: how many workers have opened the study (each samples with its own seed).
+WORKER_STARTS = "worker_starts"
 #: Study attribute: the evaluator's once-per-study state (an ensemble's reference population,
 #: ``nas._search.run.evaluator_state``), computed by the first worker and read by the others.
 EVALUATOR_STATE = "evaluator_state"
