@@ -83,7 +83,8 @@ def preset(name: str, bench: str) -> tuple[dict[str, Any], dict[str, Any], int]:
         if k not in ("name", "seed", "threads") and v != defaults[k]
     }
     split = (data["split"], data["val_fraction"], data["train_size"], data["val_size"])
-    if Path(data["path"]).resolve() != CIFAR.resolve() or split != ("train", 0.2, None, None):
+    path = HERE.parents[1] / data["path"]  # relative to the repository, as nas search runs
+    if path.resolve() != CIFAR.resolve() or split != ("train", 0.2, None, None):
         raise SystemExit(f"preset {name} trains on other data than this benchmark")
     return space, changed, resolution
 
@@ -141,16 +142,22 @@ def main() -> None:
     parser.add_argument("--data", nargs="*", default=[], help="load_data options k=v")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--preset", help="take --resolution, --space, --set from conf=PRESET")
+    parser.add_argument("--among", type=Path, help="draw only networks of this scores.py file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     space_options, evaluator_options = _parse(args.space), _parse(args.set)
     if args.preset:
-        options, evaluator_options, resolution = preset(args.preset, args.bench)
+        options, changed, resolution = preset(args.preset, args.bench)
         space_options = {**options, **space_options}
+        evaluator_options = {**changed, **evaluator_options}  # --set on top of the preset's
         args.resolution = args.resolution or resolution
     args.resolution = args.resolution or 32
 
     truth = ground_truth(args.bench)
+    if args.among:  # only networks of a scores file (their training-free scores are there)
+        among = args.among if args.among.is_absolute() else HERE / args.among
+        scored = {json.loads(line)["identity"] for line in among.read_text().splitlines() if line}
+        truth = [t for t in truth if t[0] in scored]
     drawn = random.Random(args.sample_seed).sample(truth, args.archs)
     out = args.out if args.out.is_absolute() else HERE / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +170,7 @@ def main() -> None:
         "seed": args.seed,
         "resolution": args.resolution,
         "preset": args.preset,
+        "among": str(args.among) if args.among else None,
         "space": space_options,
         "evaluator": evaluator_options,
         "data": {"val_fraction": 0.2, **_parse(args.data)},
