@@ -17,7 +17,7 @@ from nas._accuracy.ensemble import (
     ensemble_figures,
     normal_ranks,
 )
-from nas._accuracy.evaluators import make_evaluator
+from nas._accuracy.evaluators import ScreenEvaluator, make_evaluator
 from nas._accuracy.proxy import AccuracyResult, Evaluator, NonFiniteLossError
 from nas._accuracy.table import BenchmarkEvaluator
 from nas._accuracy.zero_cost import SCORES, compute_scores
@@ -44,6 +44,7 @@ __all__ = [
     "Profile",
     "QuantizedAccuracy",
     "ScoreEvaluator",
+    "ScreenEvaluator",
     "compute_scores",
     "ensemble_figures",
     "make_evaluator",

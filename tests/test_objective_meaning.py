@@ -135,7 +135,8 @@ def test_trials_csv_says_score_and_keeps_its_columns(scored: dict[str, Any]) -> 
     text = (scored["run_dir"] / "trials.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
     header = text.splitlines()[0].split(",")
-    assert header[2] == "accuracy" and header[-1] == "objective"  # no column moved
+    # no column moved: later ones (screen) only added after it
+    assert header[2] == "accuracy" and header[16:] == ["objective", "screen"]
     assert len(rows) == 3 and {r["objective"] for r in rows} == {"ensemble_score"}
 
 

@@ -229,6 +229,10 @@ def test_every_evaluator_config_matches_its_options() -> None:
     assert {f.stem for f in own} == set(EVALUATORS)
     for file in own:
         cfg = _config(file)
+        if "defaults" in OmegaConf.load(file):  # made of others (screen): as composed
+            cfg = OmegaConf.to_container(
+                compose([f"evaluator={file.stem}"]).evaluator, resolve=True
+            )
         evaluator = make_evaluator(**cfg)  # type: ignore[arg-type]
         assert set(cfg) == {"name", *evaluator.options()}, file.name
         assert evaluator.options() == {k: v for k, v in cfg.items() if k != "name"}

@@ -48,6 +48,8 @@ class AccuracyResult:
         evaluator: the evaluator's name.
         losses: mean training loss of each epoch.
         steps: optimiser steps taken.
+        screen: the screening figure of ``evaluator=screen`` (its ensemble's), if screened.
+        screened: why the network was not trained (``evaluator=screen``), if it was not.
     """
 
     accuracy: float
@@ -58,6 +60,8 @@ class AccuracyResult:
     evaluator: str = ""
     losses: list[float] = field(default_factory=list)
     steps: int = 0
+    screen: float | None = None
+    screened: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (for trial user attributes and result files)."""

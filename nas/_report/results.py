@@ -38,8 +38,9 @@ from nas._trials.record import TrialRecord, genotype_json
 Column = Callable[[TrialRecord, bool, FirstObjective], Any]
 
 #: The trials table: column name -> value of a record (whether it is on the front, and the
-#: study's first objective). ``objective`` (last, so that no column moves) says what
-#: ``accuracy`` holds: ``accuracy``, or a score's name (``ensemble_score``).
+#: study's first objective). ``objective`` says what ``accuracy`` holds: ``accuracy``, or a
+#: score's name (``ensemble_score``); ``screen``: the ensemble figure that decided whether the
+#: network was trained (``evaluator=screen``). New columns go last, so that no column moves.
 TRIAL_COLUMNS: dict[str, Column] = {
     "trial": lambda r, *_: r.trial,
     "state": lambda r, *_: r.state,
@@ -58,6 +59,7 @@ TRIAL_COLUMNS: dict[str, Column] = {
     "arch": lambda r, *_: r.arch,
     "genotype": lambda r, *_: genotype_json(r.genotype),
     "objective": lambda _, __, objective: objective.name,
+    "screen": lambda r, *_: r.screen,
 }
 
 #: The front's table (wandb, and ``nas show``): column name -> value of a record and its file.

@@ -206,7 +206,9 @@ class Objective:
             identity=key,
         )
         record.accuracy, record.curve = result.accuracy, list(result.curve)
-        record.evaluator = result.evaluator
+        record.evaluator, record.screen = result.evaluator, result.screen
+        if result.screened:  # never trained: no accuracy, and why
+            record.accuracy, record.pruned = None, result.screened
         record.seconds = {
             "profile": t_profile - start,
             "latency": t_latency - t_profile,

@@ -112,6 +112,8 @@ def evaluator_name(settings: Mapping[str, Any]) -> str | None:
     name = settings.get("name")
     if name == "score" and settings.get("score"):
         return f"{SCORE_PREFIX}{settings['score']}"
+    if name == "screen" and isinstance(settings.get("train"), Mapping):
+        return evaluator_name(settings["train"])  # its trials hold the training's accuracy
     return None if name is None else str(name)
 
 

@@ -55,6 +55,7 @@ class TrialRecord:
         accuracy: the accuracy objective (0 for infeasible trials).
         curve: accuracy after each epoch of proxy training.
         evaluator: the evaluator's name.
+        screen: the ensemble figure that decided whether it was trained (``evaluator=screen``).
         seconds: wall-clock seconds by phase (``profile``, ``latency``, ``train``, ``total``).
         pruned: why the trial was stopped early.
         failure: why the trial failed (first line of the error).
@@ -82,6 +83,7 @@ class TrialRecord:
     accuracy: float | None = None
     curve: list[float] = field(default_factory=list)
     evaluator: str | None = None
+    screen: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     pruned: str | None = None
     failure: str | None = None

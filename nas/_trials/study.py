@@ -71,6 +71,18 @@ def group_of(key: str) -> str:
     return next(name for prefix, name in _GROUPS if key.startswith(prefix))
 
 
+def _flat(prefix: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` under ``prefix``, nested groups by their dotted keys (``evaluator.train.lr``),
+    as a command-line override would name them."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(f"{prefix}.{key}", value))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Change:
     """One setting that differs between a study's protocol and a run's."""
@@ -131,7 +143,7 @@ class StudyProtocol:
         out.update({f"search.{k}": v for k, v in self.objective_options.items()})
         out["search.seed"] = self.seed
         for group in ("evaluator", "data", "latency"):
-            out.update({f"{group}.{k}": v for k, v in getattr(self, group).items()})
+            out.update(_flat(group, getattr(self, group)))
         return plain(out)
 
     def changes(self, recorded: StudyProtocol | Mapping[str, Any]) -> list[Change]:
