@@ -51,6 +51,21 @@ class EarlyStopConfig:
 
 
 @dataclass
+class PromoteConfig:
+    """More trainings for the networks that may reach the front (multi-fidelity promotion).
+
+    After its first training, a trial none of whose front's members at equal or lower latency
+    is more accurate by ``margin`` or more is trained again from a fresh initialisation (the
+    next seed), up to ``seeds`` trainings, the rule checked again after each; its accuracy is
+    the mean over its trainings (``budget`` in its record: how many). Early-stopped, screened
+    and infeasible trials are never promoted. ``seeds: 1``: off.
+    """
+
+    seeds: int = 1
+    margin: float = 0.0
+
+
+@dataclass
 class MnasConfig:
     """MnasNet's single objective ACC·(LAT/T)^w, used when ``search.objective=mnas``.
 
@@ -84,6 +99,7 @@ class SearchConfig:
     allow_protocol_change: bool = False
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
     mnas: MnasConfig = field(default_factory=MnasConfig)
 
 

@@ -135,8 +135,8 @@ def test_trials_csv_says_score_and_keeps_its_columns(scored: dict[str, Any]) -> 
     text = (scored["run_dir"] / "trials.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
     header = text.splitlines()[0].split(",")
-    # no column moved: later ones (screen) only added after it
-    assert header[2] == "accuracy" and header[16:] == ["objective", "screen"]
+    # no column moved: later ones (screen, budget) only added after it
+    assert header[2] == "accuracy" and header[16:] == ["objective", "screen", "budget"]
     assert len(rows) == 3 and {r["objective"] for r in rows} == {"ensemble_score"}
 
 

@@ -123,6 +123,11 @@ class ScreenEvaluator(Evaluator):
         object.__setattr__(self, "_trainer", trainer)
 
     @property
+    def trainer(self) -> Evaluator:
+        """The evaluator that trains the networks that pass (a promotion trains with it)."""
+        return self._trainer  # type: ignore[attr-defined,no-any-return]
+
+    @property
     def threshold(self) -> float:
         """The ensemble figure a network must reach to be trained (needs the study state)."""
         if self.state is None:

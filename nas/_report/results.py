@@ -60,6 +60,7 @@ TRIAL_COLUMNS: dict[str, Column] = {
     "genotype": lambda r, *_: genotype_json(r.genotype),
     "objective": lambda _, __, objective: objective.name,
     "screen": lambda r, *_: r.screen,
+    "budget": lambda r, *_: r.budget,
 }
 
 #: The front's table (wandb, and ``nas show``): column name -> value of a record and its file.
@@ -72,6 +73,7 @@ FRONT_COLUMNS: dict[str, Callable[[TrialRecord, str | None], Any]] = {
     "arch": lambda r, _: r.arch,
     "arch_file": lambda _, f: f,
     "genotype": lambda r, _: genotype_json(r.genotype),
+    "budget": lambda r, _: r.budget or 1,  # trainings behind accuracy (search.promote)
 }
 
 
@@ -135,6 +137,8 @@ def _front_record(r: TrialRecord, arch_file: str | None) -> dict[str, Any]:
         "conv_linear_macs": r.conv_linear_macs,
         "resolution": r.resolution,
         "curve": r.curve,
+        "budget": r.budget or 1,  # trainings behind accuracy: their mean (search.promote)
+        "accuracies": r.accuracies or None,
         "seconds": r.seconds,
         "arch": r.arch,
         "genotype": r.genotype,

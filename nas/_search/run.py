@@ -26,6 +26,7 @@ from nas._config import (
     ConstraintsConfig,
     EarlyStopConfig,
     MnasConfig,
+    PromoteConfig,
     call_with_options,
     to_dict,
 )
@@ -130,6 +131,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         objective=s.objective,
         constraints=ConstraintsConfig(**to_dict(s.constraints)),
         early_stop=EarlyStopConfig(**to_dict(s.early_stop)),
+        promote=PromoteConfig(**to_dict(s.promote)),
         mnas=MnasConfig(**to_dict(s.mnas)),
         seed=s.seed,
         prune_duplicates=cfg.sampler.name != "grid",
@@ -218,6 +220,10 @@ def _check_search(cfg: DictConfig) -> None:
         raise ConfigError(f"search.timeout must be > 0 seconds or null, got {s.timeout}")
     if s.n_workers < 1:
         raise ConfigError(f"search.n_workers must be >= 1, got {s.n_workers}")
+    if s.promote.seeds < 1:
+        raise ConfigError(f"search.promote.seeds must be >= 1, got {s.promote.seeds}")
+    if not s.promote.margin >= 0:
+        raise ConfigError(f"search.promote.margin must be >= 0, got {s.promote.margin}")
     if s.n_workers > 1 and cfg.storage.url == ":memory:":
         raise ConfigError("search.n_workers > 1 needs a shared storage, not storage.url=:memory:")
 

@@ -100,6 +100,10 @@ def study_protocol(
     objective_options: dict[str, Any] = {
         f"constraints.{k}": v for k, v in to_dict(s.constraints).items()
     }
+    if s.promote.seeds > 1:  # a promoted network's accuracy is a mean over its trainings
+        objective_options.update(
+            {"promote.seeds": s.promote.seeds, "promote.margin": s.promote.margin}
+        )
     if s.objective == "mnas":  # the reward's target and exponent; the pruner changes no number
         objective_options.update({"mnas.target_ms": s.mnas.target_ms, "mnas.w": s.mnas.w})
     return StudyProtocol(

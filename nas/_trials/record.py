@@ -56,6 +56,8 @@ class TrialRecord:
         curve: accuracy after each epoch of proxy training.
         evaluator: the evaluator's name.
         screen: the ensemble figure that decided whether it was trained (``evaluator=screen``).
+        budget: trainings behind ``accuracy`` when the network was promoted
+            (``search.promote``); ``accuracies``: each one's (``accuracy`` is their mean).
         seconds: wall-clock seconds by phase (``profile``, ``latency``, ``train``, ``total``).
         pruned: why the trial was stopped early.
         failure: why the trial failed (first line of the error).
@@ -84,6 +86,8 @@ class TrialRecord:
     curve: list[float] = field(default_factory=list)
     evaluator: str | None = None
     screen: float | None = None
+    budget: int | None = None
+    accuracies: list[float] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     pruned: str | None = None
     failure: str | None = None

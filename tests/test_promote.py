@@ -1,0 +1,100 @@
+"""search.promote: networks that may reach the front are trained again from the next seeds;
+their accuracy is the mean of the trainings, and the record says how many."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+from optuna.trial import TrialState
+
+from nas import run_search
+from nas.__main__ import main
+from nas._trials.record import TrialRecord
+from tests.test_search import tiny
+
+PROMOTE = ["search.promote.seeds=3", "search.early_stop.enabled=false", "sampler=random"]
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    run_dir = tmp_path_factory.mktemp("promote")
+    result = run_search(tiny(*PROMOTE, "search.n_trials=6"), run_dir=run_dir)
+    records = TrialRecord.all_of(result.study.get_trials())
+    return {"run_dir": run_dir, "records": records, "result": result}
+
+
+def test_a_promoted_trial_reports_the_mean_of_all_its_trainings(promoted: dict) -> None:
+    records = [r for r in promoted["records"] if r.state == TrialState.COMPLETE.name]
+    assert len(records) == 6
+    budgets = [r.budget for r in records]
+    assert budgets[0] == 3, "the first trial faces an empty front: always promoted"
+    assert set(budgets) <= {1, 2, 3} and min(budgets) < 3, "some are not promoted"
+    for r in records:
+        assert len(r.accuracies) == r.budget
+        assert r.accuracies[0] == r.curve[-1], "the first training is the one with a curve"
+        assert r.accuracy == pytest.approx(statistics.fmean(r.accuracies))
+    assert len({tuple(r.accuracies) for r in records if r.budget > 1}) == sum(
+        r.budget > 1 for r in records
+    )
+
+
+def test_the_promotion_rule_stops_at_a_faster_more_accurate_front_member(promoted: dict) -> None:
+    """A trial left at fewer trainings than allowed was beaten, when it stopped, by a front
+    member at equal or lower latency at least as accurate as its mean: with one worker, an
+    earlier trial."""
+    records = [r for r in promoted["records"] if r.state == TrialState.COMPLETE.name]
+    for r in records:
+        if r.budget < 3:
+            mean = statistics.fmean(r.accuracies)
+            earlier = [o for o in records if o.trial < r.trial]
+            assert any(
+                o.latency_ms <= r.latency_ms and o.accuracy >= mean - 1e-9 for o in earlier
+            ), r
+
+
+def test_results_files_report_each_members_budget(promoted: dict) -> None:
+    run_dir = promoted["run_dir"]
+    by_trial = {r.trial: r for r in promoted["records"]}
+    doc = json.loads((run_dir / "pareto.json").read_text())
+    assert doc["front"]
+    for member in doc["front"]:
+        record = by_trial[member["trial"]]
+        assert member["budget"] == record.budget
+        assert member["accuracies"] == record.accuracies
+        assert member["accuracy"] == pytest.approx(statistics.fmean(record.accuracies))
+    with (run_dir / "trials.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["budget"]) for r in rows] == [r.budget for r in promoted["records"]]
+
+
+def test_a_resume_with_other_promotion_is_refused_in_one_line(promoted: dict, capsys) -> None:
+    run_dir = promoted["run_dir"]
+    code = main(
+        [
+            "search",
+            "conf=tiny",
+            *PROMOTE[1:],
+            "search.promote.seeds=2",
+            "search.n_trials=7",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "search.promote.seeds=3; this run has search.promote.seeds=2" in line
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("search.promote.seeds=0", "search.promote.seeds must be >= 1, got 0"),
+        ("search.promote.margin=-0.1", "search.promote.margin must be >= 0, got -0.1"),
+    ],
+)
+def test_bad_promotion_values_are_named(tmp_path, capsys, override: str, message: str) -> None:
+    assert main(["search", "conf=tiny", override, f"hydra.run.dir={tmp_path}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"nas search: error: {message}"
