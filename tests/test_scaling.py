@@ -407,6 +407,27 @@ def test_the_winner_line_names_the_trial_the_step1_table_lists(capsys) -> None:
     assert "network of trial 0, the point of trial 1" in line and "γ=1.4" in line
 
 
+def test_step1_report_names_a_score_as_a_score() -> None:
+    from nas._scaling.procedure import evaluator_objective
+    from nas._scaling.report import step1_table, winner_line
+
+    space = nas.space.make_space("compound")
+    rows = [_row(0, Point(1.0, 1.0, 1.4), 0.8123, 5.0, 300)]
+    score = evaluator_objective(nas.compose(["conf=effnet_grid", "evaluator=ensemble"]))
+    assert score.noun == "ensemble score"
+    table = step1_table(rows, space, winner=rows[0], front_ids=set(), objective=score)
+    headers = [str(c.header) for c in table.columns]
+    assert "ensemble score" in headers and "accuracy %" not in headers
+    cells = {str(c.header): list(map(str, c.cells)) for c in table.columns}
+    assert cells["ensemble score"] == ["0.8123"]  # the figure itself, not 81.23
+    line = winner_line("accuracy", space.point(rows[0].genotype), rows[0], objective=score)
+    assert "ensemble score 0.8123)" in line and "%" not in line
+    accuracy = evaluator_objective(nas.compose(["conf=effnet_grid"]))
+    assert "accuracy 81.23%" in winner_line(
+        "accuracy", space.point(rows[0].genotype), rows[0], objective=accuracy
+    )
+
+
 def test_successive_halving_crowns_the_best_mean_not_the_lucky_first(tmp_path) -> None:
     from nas._scaling.confirm import confirm
 

@@ -47,6 +47,7 @@ from nas._search.run import (
     space_from_config,
 )
 from nas._spaces.registry import get_space
+from nas._trials.metric import FirstObjective, evaluator_name, first_objective
 from nas._trials.record import TrialRecord
 
 WINNER_RULES = ("accuracy", "latency_budget", "macs_budget")
@@ -65,6 +66,11 @@ class ScalingOutcome:
     files: dict[str, Path] = field(default_factory=dict)
     interrupted: bool = False
     seconds: float = 0.0
+
+
+def evaluator_objective(cfg: DictConfig) -> FirstObjective:
+    """What the configured evaluator's figures are: an accuracy, or a training-free score."""
+    return first_objective([evaluator_name(to_dict(cfg.evaluator))])
 
 
 def eligible(rows: Sequence[TrialRecord], rule: Mapping[str, Any]) -> list[TrialRecord]:
@@ -236,11 +242,13 @@ def run_scaling(cfg: DictConfig, *, run_dir: str | Path | None = None) -> Scalin
     finally:
         torch.set_num_threads(threads)
     if outcome.members:
+        objective = evaluator_objective(cfg)
         for table in family_tables(
             outcome.members,
             mode=sc["mode"],
             coefficients=outcome.coefficients,
             target=space.grid_spec.target,
+            objective=objective,
         ):
             console.print(table)
         if sc["mode"] == "official":
@@ -252,7 +260,10 @@ def run_scaling(cfg: DictConfig, *, run_dir: str | Path | None = None) -> Scalin
         )
         outcome.files["scaling.png"] = run_dir / "scaling.png"
         plot_scaling_png(
-            outcome.members, outcome.files["scaling.png"], title=f"{title}; {cfg.search.study_name}"
+            outcome.members,
+            outcome.files["scaling.png"],
+            title=f"{title}; {cfg.search.study_name}",
+            objective=objective,
         )
     _finish(outcome, doc, start)
     _log_family(cfg, outcome)
@@ -339,8 +350,13 @@ def _step1(
             margin=confirmation.margin,
         )
     doc["step1"]["winner"] = outcome.winner
+    objective = evaluator_objective(cfg)
     console.print(
-        front_table(res.front, title="Step 1: Pareto front (accuracy vs latency) at φ = 1")
+        front_table(
+            res.front,
+            title=f"Step 1: Pareto front ({objective.noun} vs latency) at φ = 1",
+            objective=objective,
+        )
     )
     console.print(
         step1_table(
@@ -349,9 +365,10 @@ def _step1(
             winner=winner,
             front_ids={r.trial for r in res.front},
             confirmed=confirmation.by_trial() if confirmation else None,
+            objective=objective,
         )
     )
-    console.print(winner_line(rule["rule"], p, winner, confirmation))
+    console.print(winner_line(rule["rule"], p, winner, confirmation, objective))
     return True
 
 

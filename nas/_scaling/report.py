@@ -13,10 +13,14 @@ from nas._logging.protocol import FamilyLog
 from nas._scaling.compound import PAPER_COEFFICIENTS, Point
 from nas._scaling.confirm import Confirmation, Finalist
 from nas._scaling.family import Member
+from nas._trials.metric import FirstObjective
 from nas._trials.record import TrialRecord
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+#: A proxy training's accuracy: what the tables show unless told the evaluator's figure is a score.
+ACCURACY = FirstObjective()
 
 #: The family table's columns (the wandb table; scaling.json holds every field).
 FAMILY_COLUMNS = (
@@ -47,6 +51,7 @@ def step1_table(
     front_ids: set[int],
     confirmed: Mapping[int, Finalist] | None = None,
     limit: int = 15,
+    objective: FirstObjective = ACCURACY,
 ) -> Table:
     """A rich table of the step-1 networks (one row per distinct network), best first.
 
@@ -72,7 +77,7 @@ def step1_table(
         "γ",
         "α·β²·γ²",
         "points",
-        "accuracy %",
+        objective.header,
         *(["confirmed %"] if confirmed else []),
         "latency ms",
         "params",
@@ -96,7 +101,7 @@ def step1_table(
             f"{p.gamma:g}",
             f"{p.product:.3f}",
             str(len(group)),
-            f"{100 * r.accuracy:.2f}",
+            objective.show(r.accuracy),
             *([confirmed[r.trial].describe() if r.trial in confirmed else ""] if confirmed else []),
             f"{r.latency_ms:.3f}",
             f"{r.params:,}",
@@ -107,7 +112,12 @@ def step1_table(
 
 
 def family_tables(
-    members: Sequence[Member], *, mode: str, coefficients: tuple[float, float, float], target: float
+    members: Sequence[Member],
+    *,
+    mode: str,
+    coefficients: tuple[float, float, float],
+    target: float,
+    objective: FirstObjective = ACCURACY,
 ) -> list[Table]:
     """Rich tables of the step-2 family: its scaling and size, then its measurements."""
     from rich.table import Table
@@ -140,7 +150,7 @@ def family_tables(
         "φ",
         "latency ms",
         "lat. relative",
-        "accuracy %",
+        objective.header,
         "full res",
         "full params (M)",
         "full MACs (G)",
@@ -167,7 +177,7 @@ def family_tables(
             str(m.phi),
             "-" if m.latency_ms is None else f"{m.latency_ms:.3f}",
             "-" if m.latency_relative is None else f"{m.latency_relative:.3f}",
-            "-" if m.accuracy is None else f"{100 * m.accuracy:.2f}",
+            "-" if m.accuracy is None else objective.show(m.accuracy),
             "-" if m.full_resolution is None else str(m.full_resolution),
             _fmt_m(m.full_params),
             _fmt_m(m.full_macs, 1e9, 3),
@@ -217,7 +227,13 @@ def official_table(members: Sequence[Member]) -> Table:
     return table
 
 
-def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> None:
+def plot_scaling_png(
+    members: Sequence[Member],
+    path: Path,
+    *,
+    title: str,
+    objective: FirstObjective = ACCURACY,
+) -> None:
     """Accuracy and latency against φ and against MACs, and the MACs ratio against target^φ."""
     import matplotlib
 
@@ -227,7 +243,7 @@ def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> No
 
     phis = [m.phi for m in members]
     macs = [m.macs / 1e6 for m in members]
-    acc = [math.nan if m.accuracy is None else 100 * m.accuracy for m in members]
+    acc = [math.nan if m.accuracy is None else objective.scaled(m.accuracy) for m in members]
     lat = [math.nan if m.latency_ms is None else m.latency_ms for m in members]
     has_acc = any(m.accuracy is not None for m in members)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
@@ -237,8 +253,8 @@ def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> No
     ):
         lat_ax = ax.twinx() if has_acc else ax
         if has_acc:
-            ax.plot(xs, acc, "o-", color="tab:blue", label="proxy accuracy")
-            ax.set_ylabel("proxy accuracy (%)", color="tab:blue")
+            ax.plot(xs, acc, "o-", color="tab:blue", label=objective.noun)
+            ax.set_ylabel(objective.label, color="tab:blue")
         lat_ax.plot(xs, lat, "s--", color="tab:red", label="latency")
         lat_ax.set_ylabel("latency (ms, median of interleaved rounds)", color="tab:red")
         for m, x, a, t in zip(members, xs, acc, lat, strict=True):
@@ -272,7 +288,11 @@ def plot_scaling_png(members: Sequence[Member], path: Path, *, title: str) -> No
 
 
 def winner_line(
-    rule: str, point: Point, winner: TrialRecord, confirmation: Confirmation | None = None
+    rule: str,
+    point: Point,
+    winner: TrialRecord,
+    confirmation: Confirmation | None = None,
+    objective: FirstObjective = ACCURACY,
 ) -> str:
     """The step-1 winner in one line, naming the trial the step-1 table lists it under.
 
@@ -283,8 +303,8 @@ def winner_line(
     shared = "" if winner.duplicate_of is None else f", the point of trial {winner.trial}"
     line = (
         f"Step 1 winner ({rule}): α={point.alpha:g}, β={point.beta:g}, γ={point.gamma:g} "
-        f"(α·β²·γ² = {point.product:.3f}; network of trial {winner.origin}{shared}, accuracy "
-        f"{100 * (winner.accuracy or 0.0):.2f}%"
+        f"(α·β²·γ² = {point.product:.3f}; network of trial {winner.origin}{shared}, "
+        f"{objective.noun} {objective.show(winner.accuracy or 0.0)}{'%' if objective.percent else ''}"
     )
     if confirmation is not None:
         line += f", confirmed {confirmation.winner.describe()}"
