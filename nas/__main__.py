@@ -160,6 +160,15 @@ def run_task(cfg) -> int:
             interrupted = _search_and_summarise(cfg)
     except (ValueError, OSError) as err:
         return _fail("search", err)
+    except KeyboardInterrupt:
+        # A Ctrl-C outside the trials (a second one while results are written): every write is
+        # atomic and finished trials are in the study, so the same command writes them again.
+        print(
+            "nas search: interrupted; finished trials are saved, results files may be those of "
+            "the last complete run: run the same command again to write them",
+            file=sys.stderr,
+        )
+        return 130
     if interrupted:
         print(
             "nas search: interrupted; finished trials are saved and results written",

@@ -306,6 +306,26 @@ def test_a_signal_during_a_journal_write_waits_for_its_end_and_the_first_names_i
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal"], "lock released"
 
 
+def test_a_ctrl_c_while_results_are_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C after the trials (here: while the results files are written) prints one line,
+    exits 130, and the same command afterwards writes the results from the intact study."""
+    from nas.__main__ import main
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    command = ["search", *TINY, "search.n_trials=2", f"hydra.run.dir={tmp_path}"]
+    monkeypatch.setattr("nas._search.run.write_results", interrupted)
+    assert main(command) == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("nas search: interrupted; finished trials are saved")
+    assert not (tmp_path / "pareto.json").exists()
+    monkeypatch.undo()
+    assert main(command) == 0
+    doc = json.loads((tmp_path / "pareto.json").read_text())
+    assert doc["n_trials"] == 2
+
+
 @pytest.mark.parametrize("sampled", [0, 1, 2])
 def test_an_interrupt_requeues_the_trials_network_or_a_fresh_one_if_unsampled(tmp_path, sampled):
     # Ctrl-C or SIGTERM while a trial samples its network (``sampled`` of its two choices made)
