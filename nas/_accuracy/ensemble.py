@@ -55,7 +55,6 @@ DEFAULT_SCORES = (
     "jacob_cov",
     "naswot",
     "az_progressivity",
-    "meco",
 )
 
 
