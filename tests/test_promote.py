@@ -6,24 +6,41 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+from collections.abc import Iterator
 
 import pytest
+from omegaconf import OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from nas import run_search
 from nas.__main__ import main
 from nas._trials.record import TrialRecord
+from nas.measure import register_latency_source
+from tests.test_latency_sources import ParamsLatency
 from tests.test_search import tiny
 
 PROMOTE = ["search.promote.seeds=3", "search.early_stop.enabled=false", "sampler=random"]
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Six trials whose latency is a made-up function of the parameters: which trials are
+    promoted must not depend on a timing (measured latency decided it differently in CI)."""
+    import nas._latency.source as sources
+
     run_dir = tmp_path_factory.mktemp("promote")
-    result = run_search(tiny(*PROMOTE, "search.n_trials=6"), run_dir=run_dir)
+    saved = dict(sources._SOURCES)
+    register_latency_source("params", ParamsLatency)
+    cfg = tiny(*PROMOTE, "search.n_trials=6")
+    with open_dict(cfg):
+        cfg.latency = OmegaConf.create({"source": "params", "ms_per_kparam": 1.0})
+    try:
+        result = run_search(cfg, run_dir=run_dir)
+    finally:
+        sources._SOURCES.clear()
+        sources._SOURCES.update(saved)
     records = TrialRecord.all_of(result.study.get_trials())
-    return {"run_dir": run_dir, "records": records, "result": result}
+    yield {"run_dir": run_dir, "records": records, "result": result}
 
 
 def test_a_promoted_trial_reports_the_mean_of_all_its_trainings(promoted: dict) -> None:
