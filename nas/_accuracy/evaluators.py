@@ -121,6 +121,7 @@ class ScreenEvaluator(Evaluator):
         object.__setattr__(self, "train", {"name": trainer.name, **trainer.options()})
         object.__setattr__(self, "_ensemble", ensemble)
         object.__setattr__(self, "_trainer", trainer)
+        object.__setattr__(self, "_threshold", self._reference_threshold())
 
     @property
     def trainer(self) -> Evaluator:
@@ -130,8 +131,14 @@ class ScreenEvaluator(Evaluator):
     @property
     def threshold(self) -> float:
         """The ensemble figure a network must reach to be trained (needs the study state)."""
-        if self.state is None:
+        if self._threshold is None:  # type: ignore[attr-defined]
             raise RuntimeError("the screen needs its reference population (study_state)")
+        return self._threshold  # type: ignore[attr-defined,no-any-return]
+
+    def _reference_threshold(self) -> float | None:
+        """What the best ``keep`` share of the reference population reaches (once per state)."""
+        if self.state is None:
+            return None
         values = self.state["values"]
         own = sorted(ensemble_figures(values, values, self.screen["aggregate"]), reverse=True)
         return float(own[max(1, math.ceil(self.keep * len(own))) - 1])  # the keep share reach it

@@ -104,12 +104,18 @@ def recover_dead_trials(
                 retry_params(t), user_attrs=retry_attrs(t.number, retries=retries + 1)
             )
         recovered.append(t.number)
-    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval():
-        # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's
-        # RetryFailedTrialCallback (see nas._storage.storage.make_storage).
-        with quiet_heartbeat_warnings():
-            recovered += sorted(fail_stale_trials(study, storage))
+    # Workers on other machines: no heartbeat within the grace period. Retried by Optuna's
+    # RetryFailedTrialCallback (see nas._storage.storage.make_storage).
+    recovered += sorted(_fail_stale(study, storage))
     return recovered
+
+
+def _fail_stale(study: optuna.Study, storage: BaseStorage) -> list[int]:
+    """nas's noted ``fail_stale_trials`` on a storage with heartbeats; nothing on the others."""
+    if not isinstance(storage, RDBStorage) or not storage.get_heartbeat_interval():
+        return []
+    with quiet_heartbeat_warnings():
+        return fail_stale_trials(study, storage)
 
 
 def fail_stale_twins(study: optuna.Study) -> list[int]:
@@ -119,8 +125,4 @@ def fail_stale_twins(study: optuna.Study) -> list[int]:
     machine died, the twin is failed through the heartbeats as :func:`recover_dead_trials`
     would, so that the waiting worker goes on. A storage without heartbeats has none to fail.
     """
-    backend = getattr(study._storage, "_backend", study._storage)  # through Optuna's cache
-    if not isinstance(backend, RDBStorage) or not backend.get_heartbeat_interval():
-        return []
-    with quiet_heartbeat_warnings():
-        return fail_stale_trials(study, backend)
+    return _fail_stale(study, getattr(study._storage, "_backend", study._storage))
