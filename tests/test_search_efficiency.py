@@ -111,3 +111,52 @@ def test_the_default_sampler_is_multivariate_tpe_after_16_random_trials(tmp_path
     assert relative_sample() == {}, "the 16th network is still a random one"
     finish_one()
     assert set(relative_sample()) == set(distributions), "the 17th is sampled from the model"
+
+
+class _TruthScores:
+    """A stand-in for ``ensemble_scores.EnsembleScores`` whose figure is the table's accuracy:
+    the screen's rule is checked here, not the ensemble (computing it is seconds a network)."""
+
+    def __init__(self, table: dict[str, tuple[float, float]]) -> None:
+        self.table, self.calls = table, 0
+
+    def row(self, identity, genotype):
+        self.calls += 1
+        return {"values": {"acc": self.table[identity][0]}, "cpu_seconds": 2.0}
+
+    def figure(self, values):
+        return values["acc"]
+
+    def threshold(self, keep):
+        return sorted((a for a, _ in self.table.values()), reverse=True)[
+            int(keep * len(self.table))
+        ]
+
+    def reference(self):
+        return {}, 64.0
+
+
+@needs_nb201
+def test_a_screened_search_trains_only_what_passes_and_counts_what_it_paid():
+    # Random sampling ignores what it is told: with and without the screen it draws the same
+    # candidates; the screen trains only those at or above its threshold, and a network it
+    # leaves out can only lower the found front, never raise it.
+    b = bench()
+    nb = b.nb201("raspi4")
+    refs = b.references(nb.values, 90.0)
+    truth = b.true_areas(nb.values, refs)
+    scores = _TruthScores(nb.values)
+    off = b.run("random", 0, nb, refs, truth, evals=100, max_trials=1000)
+    keep = 0.7  # its threshold is above the headline's accuracy floor of 90% (asserted)
+    assert scores.threshold(keep) < 90.0 < scores.threshold(0.25)
+    on = b.run("random", 0, nb, refs, truth, evals=100, max_trials=1000, screen=(scores, keep))
+    low = b.run("random", 0, nb, refs, truth, evals=100, max_trials=1000, screen=(scores, 0.25))
+    assert off["trials"] == on["trials"] and off["trained"] == 100
+    assert scores.calls == 200 and 0 < low["trained"] < on["trained"] < 100 and on["stopped"] == 0
+    assert on["trained_at"][-1] == on["trained"] and on["trained_at"] == sorted(on["trained_at"])
+    assert on["score_seconds_at"][-1] == 64.0 + 2.0 * 100
+    assert on["epochs"][-1] == on["trained"] * 200
+    # Screening on the truth itself with a threshold below the floor leaves out no network that
+    # counts in the headline area; one above the floor (keep 0.25) does.
+    assert on["ratio"]["headline"] == off["ratio"]["headline"]
+    assert low["ratio"]["headline"][-1] < off["ratio"]["headline"][-1]

@@ -168,11 +168,16 @@ def run(
     max_trials: int,
     early_stop: bool = False,
     duplicates: str = "pruned",
+    screen: tuple[Any, float] | None = None,
 ) -> dict[str, Any]:
     """One search: the hypervolume ratios after every CHECKPOINTS distinct evaluations.
 
     ``duplicates``: what a network evaluated before tells the sampler: ``pruned``, as
     ``python -m nas search`` does, or ``same`` (its values again, as nas did before).
+    ``screen``: (``ensemble_scores.EnsembleScores``, keep): ``evaluator=screen``'s rule, each
+    candidate ranked by the ensemble computed on the real network, and only one reaching the
+    reference's top ``keep`` trained (looked up); the others are told as pruned and cost only
+    their scores' CPU-seconds.
     """
     if not isinstance(bench, Bench):
         bench = Bench(space="nb201", values=bench)
@@ -189,14 +194,32 @@ def run(
     curve: dict[str, list[float]] = {k: [] for k in refs}
     epochs_at: list[int] = []
     trials_at: list[int] = []
-    epochs = 0
+    trained_at: list[int] = []
+    score_seconds_at: list[float] = []
+    epochs = trained = 0
+    score_seconds = 0.0
+    threshold = None
+    if screen is not None:
+        scores, keep = screen
+        threshold = scores.threshold(keep)
+        score_seconds = scores.reference()[1]  # the study's reference population
     start, trials = time.process_time(), 0
     while len(seen) < evals and trials < max_trials:
         trial = study.ask()
         trials += 1
-        key = space.identity(space.sample(trial))
+        genotype = space.sample(trial)
+        key = space.identity(genotype)
         fresh = key not in seen
-        if fresh:
+        passed = True
+        if fresh and screen is not None:
+            row = scores.row(key, genotype)
+            score_seconds += row["cpu_seconds"]
+            figure = scores.figure(row["values"])
+            passed = figure is not None and figure >= threshold
+        if fresh and not passed:
+            seen[key] = None  # screened out: never trained, not on the found front
+        elif fresh:
+            trained += 1
             acc, lat = bench.values[key]
             stop = None
             if stopper is not None:
@@ -220,11 +243,13 @@ def run(
             else:
                 seen[key] = None
                 epochs += bench.partial_epochs
-            if len(seen) % CHECKPOINTS == 0:
-                for ref_name, ref in refs.items():
-                    curve[ref_name].append(area(found, ref) / truth[ref_name])
-                epochs_at.append(epochs)
-                trials_at.append(trials)
+        if fresh and len(seen) % CHECKPOINTS == 0:
+            for ref_name, ref in refs.items():
+                curve[ref_name].append(area(found, ref) / truth[ref_name])
+            epochs_at.append(epochs)
+            trials_at.append(trials)
+            trained_at.append(trained)
+            score_seconds_at.append(round(score_seconds, 2))
         told = seen[key]
         if told is None or (duplicates == "pruned" and not fresh):
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -237,12 +262,16 @@ def run(
         "early_stop": early_stop,
         "duplicates": duplicates,
         "distinct": len(seen),
-        "stopped": sum(v is None for v in seen.values()),
+        "stopped": sum(v is None for v in seen.values()) - (len(seen) - trained),
+        "screen": None if screen is None else screen[1],
+        "trained": trained,
         "trials": trials,
         "every": CHECKPOINTS,
         "ratio": curve,
         "epochs": epochs_at,
         "trials_at": trials_at,
+        "trained_at": trained_at,
+        "score_seconds_at": score_seconds_at,
         "cpu_seconds": time.process_time() - start,
     }
 
@@ -259,9 +288,17 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=90.0, help="headline accuracy floor %%")
     parser.add_argument("--early-stop", choices=("off", "on", "both"), default="off")
     parser.add_argument("--duplicates", choices=("pruned", "same"), default="pruned")
+    parser.add_argument(
+        "--screen",
+        type=float,
+        help="screen each candidate by the ensemble and train only the reference's top KEEP",
+    )
+    parser.add_argument("--ensemble", default="ensemble", help="the screen's conf/evaluator")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.screen is not None and not 0 < args.screen <= 1:
+        raise SystemExit(f"bench.py: --screen must be a share in (0, 1], got {args.screen}")
 
     bench = nb201(args.device) if args.bench == "nb201" else macro()
     device = args.device if args.bench == "nb201" else "cpu"
@@ -271,15 +308,28 @@ def main() -> None:
     if args.out.exists():
         rows = (json.loads(line) for line in args.out.read_text().splitlines() if line)
         done = {
-            (r["sampler"], r["seed"], r.get("early_stop", False), r.get("duplicates")) for r in rows
+            (
+                r["sampler"],
+                r["seed"],
+                r.get("early_stop", False),
+                r.get("duplicates"),
+                r.get("screen"),
+            )
+            for r in rows
         }
+    screen = None
+    if args.screen is not None:
+        from ensemble_scores import EnsembleScores
+
+        space = "nb201" if args.bench == "nb201" else "nas_bench_macro"
+        screen = (EnsembleScores(space, args.ensemble), args.screen)
     stops = {"off": [False], "on": [True], "both": [False, True]}[args.early_stop]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as fh:
         for name in args.samplers:
             for early_stop in stops:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    if (name, seed, early_stop, args.duplicates) in done:
+                    if (name, seed, early_stop, args.duplicates, args.screen) in done:
                         continue
                     row = run(
                         name,
@@ -291,6 +341,7 @@ def main() -> None:
                         max_trials=args.max_trials,
                         early_stop=early_stop,
                         duplicates=args.duplicates,
+                        screen=screen,
                     )
                     row.update(bench=args.bench, device=device, floor=args.floor, references=refs)
                     fh.write(json.dumps(row) + "\n")
@@ -298,7 +349,7 @@ def main() -> None:
                     last = row["ratio"]["headline"][-1] if row["ratio"]["headline"] else math.nan
                     print(
                         f"{args.bench} {device} {name} seed {seed} early_stop={early_stop}: "
-                        f"{row['distinct']} distinct ({row['stopped']} stopped) in "
+                        f"{row['distinct']} distinct ({row['stopped']} stopped, {row['trained']} trained) in "
                         f"{row['trials']} trials, headline ratio {last:.3f} "
                         f"({row['cpu_seconds']:.0f} s CPU)",
                         flush=True,
