@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from nas import run_search
 from nas.__main__ import main
 from nas._trials.record import TrialRecord
 from nas.measure import register_latency_source
+from tests.test_distributed import GRID8, POSTGRES_URL, needs_postgres
 from tests.test_latency_sources import ParamsLatency
 from tests.test_search import tiny
 
@@ -115,3 +117,48 @@ def test_bad_promotion_values_are_named(tmp_path, capsys, override: str, message
     assert main(["search", "conf=tiny", override, f"hydra.run.dir={tmp_path}"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == f"nas search: error: {message}"
+
+
+def _trainings(result) -> dict[str, list[float]]:
+    """Each trained network's trainings (its figure at each budget), by network."""
+    out = {}
+    for t in result.study.get_trials():
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate_of") is None:
+            record = TrialRecord.of(t)
+            assert len(record.accuracies) == record.budget
+            assert record.accuracy == pytest.approx(statistics.fmean(record.accuracies))
+            out[t.user_attrs["genotype_key"]] = record.accuracies
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["journal", pytest.param("postgres", marks=needs_postgres)])
+def test_two_workers_and_a_resume_give_every_network_the_same_trainings(tmp_path, backend):
+    """With early stopping on, two workers (on PostgreSQL too) and a resume: which trials are
+    promoted may differ with the order trials finish in, but a network's k-th training is the
+    same figure in every run, and every reported accuracy is the mean of its trainings."""
+    names = {"two": uuid.uuid4().hex[:8], "resumed": uuid.uuid4().hex[:8]}
+
+    def storage(run: str) -> list[str]:
+        if backend == "journal":
+            return []
+        return [f"storage.url={POSTGRES_URL}", f"search.study_name=promote_{names[run]}"]
+
+    def grid(*extra: str):
+        return tiny("search.promote.seeds=2", *GRID8, *extra)
+
+    alone = _trainings(run_search(grid("search.n_trials=8"), run_dir=tmp_path / "alone"))
+    assert alone and any(len(a) == 2 for a in alone.values())
+    two = run_search(
+        grid("search.n_trials=8", "search.n_workers=2", *storage("two")), run_dir=tmp_path / "two"
+    )
+    run_search(grid("search.n_trials=3", *storage("resumed")), run_dir=tmp_path / "resumed")
+    resumed = run_search(
+        grid("search.n_trials=8", *storage("resumed")), run_dir=tmp_path / "resumed"
+    )
+    for other in (_trainings(two), _trainings(resumed)):
+        assert other
+        for key, accuracies in other.items():
+            if key in alone:
+                k = min(len(accuracies), len(alone[key]))
+                assert accuracies[:k] == alone[key][:k], key
