@@ -29,6 +29,14 @@ def bench():
     return module
 
 
+def raspi4():
+    """The benchmark module, NAS-Bench-201 on raspi4, its reference points and true areas."""
+    b = bench()
+    nb = b.nb201("raspi4")
+    refs = b.references(nb.values, 90.0)
+    return b, nb, refs, b.true_areas(nb.values, refs)
+
+
 @needs_nb201
 def test_the_exhaustive_front_has_ratio_exactly_one_and_a_search_at_most_one():
     b = bench()
@@ -58,10 +66,7 @@ def test_the_area_counts_only_networks_above_the_floor():
 def test_early_stopping_leaves_a_random_search_unchanged_and_costs_fewer_epochs():
     # Random sampling ignores what it is told, so with and without early stopping it draws the
     # same networks: the stop rule may only leave fronts members out and must save epochs.
-    b = bench()
-    nb = b.nb201("raspi4")
-    refs = b.references(nb.values, 90.0)
-    truth = b.true_areas(nb.values, refs)
+    b, nb, refs, truth = raspi4()
     off = b.run("random", 0, nb, refs, truth, evals=60, max_trials=1000)
     on = b.run("random", 0, nb, refs, truth, evals=60, max_trials=1000, early_stop=True)
     assert off["trials"] == on["trials"] and on["stopped"] > 0 and off["stopped"] == 0
@@ -141,10 +146,7 @@ def test_a_screened_search_trains_only_what_passes_and_counts_what_it_paid():
     # Random sampling ignores what it is told: with and without the screen it draws the same
     # candidates; the screen trains only those at or above its threshold, and a network it
     # leaves out can only lower the found front, never raise it.
-    b = bench()
-    nb = b.nb201("raspi4")
-    refs = b.references(nb.values, 90.0)
-    truth = b.true_areas(nb.values, refs)
+    b, nb, refs, truth = raspi4()
     scores = _TruthScores(nb.values)
     off = b.run("random", 0, nb, refs, truth, evals=100, max_trials=1000)
     keep = 0.7  # its threshold is above the headline's accuracy floor of 90% (asserted)

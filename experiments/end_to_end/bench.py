@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -62,14 +61,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments" / "search_efficiency"))
 
 import bench as tables  # noqa: E402  (experiments/search_efficiency/bench.py)
-from ensemble_scores import Cache, EnsembleScores  # noqa: E402
+from ensemble_scores import SEED, Cache, EnsembleScores, build  # noqa: E402
 
 import nas  # noqa: E402
 from nas.space import make_space  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10_subset.npz"
 RESULTS = HERE / "results"
-SEED = 0  # the evaluation seed of every run (see the docstring)
 #: The preset's proxy training (proxy_ground_truth's nb201-deep16; conf/evaluator/proxy_cifar).
 PROXY_SPACE = {"channels": 8, "cells": 5, "resolution": 16}
 PROXY_OPTIONS = {
@@ -97,9 +95,7 @@ class Evaluation:
 
     def trained(self, identity: str, genotype: dict[str, Any]) -> dict[str, Any]:
         def compute() -> dict[str, Any]:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(nas.search.network_seed(SEED, identity))
-                model = self.small.build(genotype, num_classes=10)
+            model = build(self.small, genotype, identity)
             start = time.process_time()
             try:
                 accuracy = self.evaluator(

@@ -47,6 +47,13 @@ SCORED = {"nb201": "scores-nb201.jsonl", "nas_bench_macro": "scores-macro.jsonl"
 SEED = 0
 
 
+def build(space: Any, genotype: dict[str, Any], identity: str) -> torch.nn.Module:
+    """The network as a search with evaluation seed 0 builds it (``network_seed(0, identity)``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(nas.search.network_seed(SEED, identity))
+        return space.build(genotype, num_classes=10)
+
+
 class Cache:
     """Rows by identity, appended to a JSONL file; lines with other settings are ignored."""
 
@@ -109,9 +116,7 @@ class EnsembleScores:
         """``{"values": components, "cpu_seconds": their cost}`` of one network."""
 
         def compute() -> dict[str, Any]:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(nas.search.network_seed(SEED, identity))
-                model = self.space.build(genotype, num_classes=10)
+            model = build(self.space, genotype, identity)
             start = time.process_time()
             values = compute_scores(
                 model, self.data, self.components, batch_size=self.batch_size, seed=SEED
