@@ -161,3 +161,34 @@ class EnsembleScores:
             nas.measure.ensemble_figures(reference, reference, self.aggregate), reverse=True
         )
         return own[max(1, math.ceil(keep * len(own))) - 1]
+
+
+def main() -> None:
+    """Score every network of a benchmark not yet cached, in a seeded random order (resumable:
+    a run that stops loses at most the network it was scoring)."""
+    import argparse
+    import random
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments" / "proxy_ground_truth"))
+    from run import ground_truth  # (identity, genotype, truth) of every distinct network
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("bench", choices=sorted(CACHES))
+    parser.add_argument("--ensemble", default="ensemble", help="conf/evaluator/<name>.yaml")
+    parser.add_argument("--limit", type=int, help="score at most this many networks")
+    args = parser.parse_args()
+    scores = EnsembleScores(args.bench, args.ensemble)
+    todo = [(i, g) for i, g, _ in ground_truth(args.bench) if i not in scores.cache.rows]
+    random.Random(0).shuffle(todo)
+    todo = todo[: args.limit]
+    print(f"{len(scores.cache.rows)} cached, {len(todo)} to score -> {scores.cache.path}")
+    spent = 0.0
+    for k, (identity, genotype) in enumerate(todo, start=1):
+        spent += scores.row(identity, genotype)["cpu_seconds"]
+        if k % 50 == 0 or k == len(todo):
+            print(f"[{k}/{len(todo)}] {spent / k:.2f} CPU-s a network", flush=True)
+
+
+if __name__ == "__main__":
+    main()
